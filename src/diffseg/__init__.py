@@ -1,0 +1,1 @@
+"""diffseg: a reproducible pipeline for localized, multi-turn AI-edit detection."""

@@ -1,0 +1,117 @@
+"""``assemble``: the final dataset from the last turn's state.
+
+Output (``data/dataset``):
+
+* ``images/<id>.png`` every image, edited or not, re-encoded by the one PNG encoder;
+* ``labels/<id>.png`` uint8 class ids (0 authentic, k = k-th generator of ``classes.json``);
+* ``turnmasks/<id>.png`` bit t-1 set where turn t edited;
+* ``classes.json``, ``manifest.parquet`` (one row per image: split, source, edit counts),
+  ``metadata.parquet`` (one row per image and turn: the full provenance), ``stats.json``,
+  ``README.md`` (the dataset card) and ``figures/samples.png``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from diffseg import records
+from diffseg.dataset import card, figure
+from diffseg.params import Params
+from diffseg.seeding import keyed_unit
+
+
+def assign_splits(source_ids: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Split by source: every image derived from one source lands in one split.
+
+    Sources are ranked by a keyed hash (so the result does not depend on input order) and cut by
+    the fractions; with at least three sources every split gets one.
+    """
+    unique = sorted(set(source_ids), key=lambda s: (keyed_unit(seed, "split", s), s))
+    names = ["train", "val", "test"]
+    total = sum(fractions[n] for n in names)
+    counts = [int(round(len(unique) * fractions[n] / total)) for n in names[1:]]
+    if len(unique) >= 3:
+        counts = [max(1, c) for c in counts]
+    n_val, n_test = counts
+    n_train = max(0, len(unique) - n_val - n_test)
+    split_of = {}
+    for rank, source in enumerate(unique):
+        split_of[source] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+    return split_of
+
+
+def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
+    final = records.StateDir(params.final_state)
+    source = records.StateDir(records.SOURCE_DIR)
+    out = records.StateDir(records.fresh_dir(out_dir))
+    classes = params.classes
+    manifest = final.manifest()
+    history = final.history()
+    split_of = assign_splits(list(manifest["source_id"]), params.assemble.splits, params.seed)
+
+    rows = []
+    for info in tqdm(manifest.to_dict("records"), desc="assemble", unit="img"):
+        image_id = info["image_id"]
+        image = final.image(image_id)
+        shape = image.shape[:2]
+        label, turnmask = final.label(image_id, shape), final.turnmask(image_id, shape)
+        if label.max() >= len(classes):
+            raise ValueError(f"{image_id}: label value {label.max()} outside classes.json ({len(classes)} classes)")
+        records.write_png(out.image_path(image_id), image)
+        records.write_png(out.label_path(image_id), label)
+        records.write_png(out.turnmask_path(image_id), turnmask)
+        counts = np.bincount(label.ravel(), minlength=len(classes))
+        edits = history[(history["image_id"] == image_id) & (history["decision"] == "accepted")]
+        rows.append({**{k: info[k] for k in _SOURCE_FIELDS}, "split": split_of[info["source_id"]],
+                     "n_edits": len(edits), "edited_fraction": float(counts[1:].sum() / label.size),
+                     "generators": ",".join(sorted(set(edits["generator"]))),
+                     "status": records.OK, "reason": ""})
+
+    images = pd.DataFrame(rows).sort_values("image_id").reset_index(drop=True)
+    metadata = history.merge(images[["image_id", "split", *_SOURCE_FIELDS[1:]]], on="image_id", how="inner")
+    metadata = metadata.sort_values(["image_id", "turn_index"]).reset_index(drop=True)
+    records.write_table(out.root / records.MANIFEST, images)
+    records.write_table(out.root / "metadata.parquet", metadata)
+    records.write_json(out.root / "classes.json", classes)
+
+    stats = statistics(images, metadata, source.manifest(), classes, out)
+    records.write_json(out.root / "stats.json", stats)
+    records.write_json(metrics_path, {"dataset": {k: stats[k] for k in _METRIC_KEYS}})
+    records.write_bytes(out.root / "README.md", card.render(params, stats).encode())
+    figure.sample_grid(out, images, classes, params.assemble.n_figure, out.root / "figures" / "samples.png")
+    print(f"assemble: {stats['n_images']} images ({stats['splits']}), turns {stats['turn_counts']}, "
+          f"edits per generator {stats['edits_per_generator']}")
+    return stats
+
+
+_SOURCE_FIELDS = ["image_id", "source_id", "origin", "url", "license", "width", "height"]
+_METRIC_KEYS = ["n_images", "n_edited_images", "n_edits", "acceptance_rate", "edited_pixel_fraction"]
+
+
+def statistics(images: pd.DataFrame, metadata: pd.DataFrame, source_manifest: pd.DataFrame,
+               classes: list[str], out: records.StateDir) -> dict:
+    attempted = metadata[metadata["action"] != "none"]
+    accepted = metadata[metadata["decision"] == "accepted"]
+    pixels = np.zeros(len(classes), np.int64)
+    for image_id in images["image_id"]:
+        pixels += np.bincount(records.read_gray(out.label_path(image_id)).ravel(), minlength=len(classes))
+    return {
+        "n_source_images": int(len(source_manifest)),
+        "source_skipped": {r: int(n) for r, n in source_manifest.loc[source_manifest["status"] != records.OK,
+                                                                       "reason"].value_counts().items()},
+        "n_images": int(len(images)),
+        "n_edited_images": int((images["n_edits"] > 0).sum()),
+        "n_edits": int(len(accepted)),
+        "acceptance_rate": round(float(len(accepted) / max(len(attempted), 1)), 4),
+        "splits": {s: int(n) for s, n in images["split"].value_counts().sort_index().items()},
+        "turn_counts": {str(k): int(n) for k, n in images["n_edits"].value_counts().sort_index().items()},
+        "actions": {a: int(n) for a, n in accepted["action"].value_counts().sort_index().items()},
+        "edits_per_generator": {g: int((accepted["generator"] == g).sum()) for g in classes[1:]},
+        "rejections": {r: int(n) for r, n in metadata.loc[metadata["decision"] == "rejected", "reason"]
+                       .str.split("(", n=1).str[0].str.strip().value_counts().items()},
+        "pixels_per_class": {c: int(n) for c, n in zip(classes, pixels)},
+        "edited_pixel_fraction": round(float(pixels[1:].sum() / max(pixels.sum(), 1)), 4),
+    }

@@ -1,0 +1,121 @@
+"""``filter@<turn>``: accept or reject each edit of the turn and write the complete state after it.
+
+A rejected (or failed) edit leaves the image, label and turn mask exactly as before the turn. The
+state's ``history.parquet`` gains one provenance row per image for this turn (plan, generator,
+checkpoint, sampler settings, seed, scores, decision, reason), and ``annotations.json`` follows the
+accepted edits: a removed instance is dropped, an added object becomes a new instance.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from diffseg import masks, records
+from diffseg.filter.heuristics import decide, score
+from diffseg.params import Params
+
+ACCEPTED, REJECTED, NO_EDIT = "accepted", "rejected", "none"
+
+
+def added_ann_id(coco_id: int, turn_index: int) -> int:
+    """A new instance id that cannot collide with COCO's (all below 2**40)."""
+    return (1 << 40) + coco_id * 16 + turn_index
+
+
+def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
+    turn_index = params.turn_names.index(turn) + 1
+    prev = records.StateDir(params.turns[turn].prev)
+    plan = records.PlanDir(records.turn_dir(turn, "plan"))
+    edit = records.StateDir(records.turn_dir(turn, "edit"))
+    out = records.StateDir(records.fresh_dir(out_dir))
+    plans = plan.manifest().set_index("image_id")
+    edits = edit.manifest().set_index("image_id")
+    coco = prev.annotations()
+
+    history, decided = [], {}
+    for image_id in tqdm(prev.ok_ids(), desc=f"filter@{turn}", unit="img"):
+        p = plans.loc[image_id]
+        row = {"image_id": image_id, **{k: p[k] for k in _PLAN_FIELDS}, **_generator_fields(params, p["generator"]),
+               "mask_area": float(p["mask_area"]), "change_in_mask": 0.0, "brightness_in_mask": 0.0,
+               "changed_outside_mask": 0.0}
+        source = prev
+        if p["status"] != records.OK:
+            row.update(decision=NO_EDIT, reason=p["reason"])
+        elif image_id not in edits.index or edits.loc[image_id, "status"] != records.OK:
+            why = edits.loc[image_id, "reason"] if image_id in edits.index else "no edit output"
+            row.update(decision=REJECTED, reason=f"edit failed: {why}")
+        else:
+            before, after, mask = prev.image(image_id), edit.image(image_id), plan.mask(image_id)
+            scores = score(before, after, mask)
+            accepted, reason = decide(scores, params.filter)
+            row.update(scores, decision=ACCEPTED if accepted else REJECTED, reason=reason)
+            if accepted:
+                source = edit
+        _copy_item(source, out, image_id)
+        decided[image_id] = row
+        history.append(row)
+
+    records.write_json(out.root / records.ANNOTATIONS, _updated_annotations(coco, plans, decided, plan, turn_index))
+    new_history = pd.DataFrame(history)
+    records.write_table(out.root / records.HISTORY, pd.concat([prev.history(), new_history], ignore_index=True))
+    manifest = prev.manifest()
+    manifest = manifest[manifest["status"] == records.OK].reset_index(drop=True)
+    accepted_now = manifest["image_id"].map(lambda i: decided[i]["decision"] == ACCEPTED)
+    manifest["n_edits"] = manifest.get("n_edits", 0) + accepted_now.astype(int)
+    records.write_table(out.root / records.MANIFEST, manifest)
+    counts = new_history["decision"].value_counts().to_dict()
+    print(f"filter@{turn}: {counts}")
+    return new_history
+
+
+_PLAN_FIELDS = ["turn", "turn_index", "action", "planner", "target", "category_id", "ann_id", "attribute", "prompt",
+                "negative_prompt", "generator", "seed"]
+
+
+def _generator_fields(params: Params, name: str) -> dict:
+    """Checkpoint and sampler settings of the generator, for provenance ('' when no edit)."""
+    if not name:
+        return {"model": "", "revision": "", "family": "", "steps": 0, "guidance": 0.0, "strength": 0.0,
+                "scheduler": "", "resolution": 0}
+    gen = params.generator(name)
+    return {"model": gen.model, "revision": gen.revision or "", "family": gen.family, "steps": gen.steps,
+            "guidance": gen.guidance, "strength": gen.strength, "scheduler": gen.scheduler or "",
+            "resolution": gen.resolution}
+
+
+def _copy_item(source: records.StateDir, out: records.StateDir, image_id: str) -> None:
+    """Bytes are copied as they are: both sides were written by the same encoder."""
+    for path_of in (source.image_path, source.label_path, source.turnmask_path):
+        src = path_of(image_id)
+        if src.is_file():
+            dst = out.root / src.parent.name / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
+
+def _updated_annotations(coco: dict, plans: pd.DataFrame, decided: dict, plan: records.PlanDir,
+                         turn_index: int) -> dict:
+    """Instances after the accepted edits of this turn."""
+    accepted = {i for i, row in decided.items() if row["decision"] == ACCEPTED}
+    removed = {int(plans.loc[i, "ann_id"]) for i in accepted if plans.loc[i, "action"] == "remove"}
+    anns = []
+    for ann in coco["annotations"]:
+        if ann["id"] in removed:
+            continue
+        image_id = f"{ann['image_id']:012d}"
+        if image_id in accepted and plans.loc[image_id, "action"] == "change" and ann["id"] == plans.loc[image_id, "ann_id"]:
+            ann = dict(ann, attribute=plans.loc[image_id, "attribute"])
+        anns.append(ann)
+    for image_id in sorted(accepted):
+        if plans.loc[image_id, "action"] != "add":
+            continue
+        mask = plan.mask(image_id)
+        coco_id = int(image_id)
+        anns.append({"id": added_ann_id(coco_id, turn_index), "image_id": coco_id,
+                     "category_id": int(plans.loc[image_id, "category_id"]), "segmentation": masks.rle_encode(mask),
+                     "area": float(mask.sum()), "bbox": masks.bbox(mask), "iscrowd": 0,
+                     "attribute": plans.loc[image_id, "attribute"], "added_in_turn": turn_index})
+    return dict(coco, annotations=anns)

@@ -1,0 +1,231 @@
+"""The typed schema of ``params.yaml``: every stage loads its parameters through :func:`load`.
+
+Unknown keys, wrong types and out-of-range values stop the run before any work, with a message that
+names the key (``ParamsError``). The schema is an omegaconf structured config; defaults here are the
+offline profile's, so a missing key falls back to a documented value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from diffseg.errors import UserError
+
+ACTIONS = ("add", "remove", "change")
+
+
+class ParamsError(UserError, ValueError):
+    """A bad ``params.yaml``: the message names the offending key."""
+
+
+@dataclass
+class OfflineSource:
+    n_crops: int = 16  # random crops of the bundled photographs
+    n_procedural: int = 40  # generated scenes with exact instance masks
+    size: int = 256  # longer side of the offline images, in pixels
+
+
+@dataclass
+class CocoSource:
+    base_url: str = "http://images.cocodataset.org"
+    split: str = "val2017"
+    annotations_zip: str = "annotations/annotations_trainval2017.zip"
+    annotations_md5: Optional[str] = None
+    cache_dir: str = "data/cache/coco"  # outside every DVC output, so a re-run reuses downloads
+
+
+@dataclass
+class Source:
+    kind: str = "offline"  # offline | coco
+    n_images: int = 64  # coco only: how many images to select
+    min_side: int = 64  # smaller images are skipped (recorded in the manifest)
+    max_side: int = 320  # larger images are downscaled, annotations with them
+    offline: OfflineSource = field(default_factory=OfflineSource)
+    coco: CocoSource = field(default_factory=CocoSource)
+
+
+@dataclass
+class Turn:
+    prev: str = MISSING  # the folder holding the state this turn starts from
+
+
+@dataclass
+class Propose:
+    planner: str = "annotations"
+    # Probability that an image receives 0, 1, ..., T edits; 0 keeps never-edited negatives.
+    turn_weights: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
+    action_weights: dict[str, float] = field(
+        default_factory=lambda: {"add": 0.3, "remove": 0.3, "change": 0.4})
+    mask_dilation: int = 3  # pixels; inpainting needs a margin around the object outline
+    min_area: float = 0.01  # mask area bounds as a fraction of the image
+    max_area: float = 0.45
+    add_size: list[float] = field(default_factory=lambda: [0.15, 0.35])  # side of an added object, fraction
+
+
+@dataclass
+class Generator:
+    name: str = MISSING  # class name in classes.json
+    family: str = MISSING  # adapter family (see diffseg.edit.families)
+    model: str = MISSING  # hub id or local folder
+    revision: Optional[str] = None  # pinned hub revision; None for local folders
+    steps: int = 30
+    guidance: float = 7.5
+    strength: float = 1.0
+    resolution: int = 1024  # native side; the image is resized to it and mapped back
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    scheduler: Optional[str] = None  # a diffusers scheduler class name, or None for the checkpoint's
+    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the pipeline call
+
+
+@dataclass
+class Edit:
+    batch_size: int = 4
+    device: str = "auto"  # auto | cpu | cuda | mps
+    cpu_offload: bool = False
+    generators: list[Generator] = field(default_factory=list)
+
+
+@dataclass
+class Twins:
+    out: str = "models/twins"
+    families: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Filter:
+    min_area: float = 0.005
+    max_area: float = 0.6
+    min_change: float = 2.0  # mean absolute change inside the mask, in 8-bit levels
+    black_level: float = 3.0  # a generated region darker than this on average is a black output
+
+
+@dataclass
+class Assemble:
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
+    n_figure: int = 12  # images in the sample grid
+
+
+@dataclass
+class Params:
+    seed: int = 0
+    max_item_failure: float = 0.5  # a stage fails when more than this share of items fails
+    source: Source = field(default_factory=Source)
+    twins: Twins = field(default_factory=Twins)
+    turns: dict[str, Turn] = field(default_factory=dict)
+    final_state: str = MISSING
+    propose: Propose = field(default_factory=Propose)
+    edit: Edit = field(default_factory=Edit)
+    filter: Filter = field(default_factory=Filter)
+    assemble: Assemble = field(default_factory=Assemble)
+
+    @property
+    def turn_names(self) -> list[str]:
+        return list(self.turns)
+
+    def generator(self, name: str) -> Generator:
+        for gen in self.edit.generators:
+            if gen.name == name:
+                return gen
+        raise ParamsError(f"edit.generators: no generator named {name!r}")
+
+    @property
+    def classes(self) -> list[str]:
+        """``classes.json``: index 0 is authentic, index k the k-th generator in params order."""
+        return ["authentic"] + [g.name for g in self.edit.generators]
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read, type-check and range-check ``path``; raise :class:`ParamsError` naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found (run from the repository root)")
+    try:
+        raw = OmegaConf.load(path)
+        merged = OmegaConf.merge(OmegaConf.structured(Params), raw)
+        params: Params = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ParamsError(f"{path}: key '{key}': {_first_line(err)}") from None
+    _check(params)
+    return params
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ParamsError(f"params.yaml: key '{key}': {message}")
+
+
+def _check(p: Params) -> None:
+    """Range and consistency checks that types alone cannot express."""
+    _require(p.source.kind in ("offline", "coco"), "source.kind", "must be 'offline' or 'coco'")
+    _require(p.source.n_images >= 1, "source.n_images", "must be >= 1")
+    _require(16 <= p.source.min_side <= p.source.max_side, "source.min_side",
+             "must be >= 16 and <= source.max_side")
+    _require(0.0 <= p.max_item_failure <= 1.0, "max_item_failure", "must be within [0, 1]")
+
+    names = list(p.turns)
+    _require(len(names) >= 1, "turns", "at least one turn is needed")
+    for i, name in enumerate(names, start=1):
+        _require(name == f"t{i}", f"turns.{name}", f"turns must be named t1, t2, ... in order (expected t{i})")
+        expected_prev = "data/source" if i == 1 else f"data/turns/t{i - 1}/state"
+        _require(p.turns[name].prev == expected_prev, f"turns.{name}.prev", f"must be {expected_prev!r}")
+    _require(p.final_state == f"data/turns/{names[-1]}/state", "final_state",
+             f"must be the last turn's state, 'data/turns/{names[-1]}/state'")
+
+    w = p.propose.turn_weights
+    _require(len(w) == len(names) + 1, "propose.turn_weights",
+             f"needs one weight per turn count 0..{len(names)} ({len(names) + 1} values), got {len(w)}")
+    _weights(w, "propose.turn_weights")
+    _require(set(p.propose.action_weights) <= set(ACTIONS), "propose.action_weights",
+             f"actions must be among {ACTIONS}")
+    _weights(list(p.propose.action_weights.values()), "propose.action_weights")
+    _require(p.propose.planner == "annotations", "propose.planner", "must be 'annotations'")
+    _require(0 <= p.propose.mask_dilation <= 64, "propose.mask_dilation", "must be within [0, 64]")
+    _fraction_pair(p.propose.min_area, p.propose.max_area, "propose")
+    lo, hi = (p.propose.add_size + [0, 0])[:2]
+    _require(len(p.propose.add_size) == 2 and 0 < lo <= hi < 1, "propose.add_size",
+             "must be [low, high] with 0 < low <= high < 1")
+
+    _require(p.edit.batch_size >= 1, "edit.batch_size", "must be >= 1")
+    _require(p.edit.device in ("auto", "cpu", "cuda", "mps"), "edit.device", "must be auto, cpu, cuda or mps")
+    _require(len(p.edit.generators) >= 1, "edit.generators", "at least one generator is needed")
+    _require(len(p.edit.generators) <= 255, "edit.generators", "at most 255 generators fit a uint8 label")
+    seen = set()
+    for i, gen in enumerate(p.edit.generators):
+        key = f"edit.generators[{i}]"
+        _require(re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", gen.name) is not None and gen.name != "authentic",
+                 f"{key}.name", "must be lower-case [a-z0-9_.-] and not 'authentic'")
+        _require(gen.name not in seen, f"{key}.name", f"duplicate generator name {gen.name!r}")
+        seen.add(gen.name)
+        _require(gen.steps >= 1, f"{key}.steps", "must be >= 1")
+        _require(0.0 < gen.strength <= 1.0, f"{key}.strength", "must be within (0, 1]")
+        _require(gen.resolution >= 64 and gen.resolution % 64 == 0, f"{key}.resolution",
+                 "must be a multiple of 64, at least 64")
+        _require(gen.dtype in ("auto", "float32", "float16", "bfloat16"), f"{key}.dtype",
+                 "must be auto, float32, float16 or bfloat16")
+
+    _fraction_pair(p.filter.min_area, p.filter.max_area, "filter")
+    _require(p.filter.min_change >= 0, "filter.min_change", "must be >= 0")
+    _require(0 <= p.filter.black_level < 255, "filter.black_level", "must be within [0, 255)")
+
+    _require(set(p.assemble.splits) == {"train", "val", "test"}, "assemble.splits",
+             "must name exactly train, val and test")
+    _weights(list(p.assemble.splits.values()), "assemble.splits")
+    _require(p.assemble.n_figure >= 1, "assemble.n_figure", "must be >= 1")
+
+
+def _weights(values: list[float], key: str) -> None:
+    _require(all(v >= 0 for v in values) and sum(values) > 0, key, "weights must be >= 0 with a positive sum")
+
+
+def _fraction_pair(lo: float, hi: float, section: str) -> None:
+    _require(0.0 <= lo < hi <= 1.0, f"{section}.min_area", f"need 0 <= min_area < max_area <= 1 (got {lo}, {hi})")

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real params schema, shrunk, and a repository-shaped work folder."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never reach a model hub: a hub id must fail fast rather than retry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A temporary folder laid out like the repository root (stages use repo-relative paths)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(folder: Path, overrides: dict | None = None) -> Path:
+    """The repository's params.yaml with nested ``overrides`` applied, written into ``folder``."""
+    data = repo_params()
+    _merge(data, overrides or {})
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _merge(base: dict, over: dict) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+@pytest.fixture(scope="session")
+def twins_dir(tmp_path_factory) -> Path:
+    """Every offline twin, built once per test session by the twins stage's own code."""
+    from diffseg.edit import twins
+
+    out = tmp_path_factory.mktemp("twins") / "models" / "twins"
+    twins.run(0, list(twins.BUILDERS), out)
+    return out
+
+
+def link_twins(twins_dir: Path, workdir: Path) -> None:
+    (workdir / "models").mkdir(exist_ok=True)
+    os.symlink(twins_dir, workdir / "models" / "twins")
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst)

@@ -1,0 +1,116 @@
+"""End to end: `dvc repro` of the offline profile in a temporary clone, then the dataset invariants.
+
+One clone serves every check, in order: the full run, the dataset contracts, a no-op second run,
+and a filter-threshold change that must re-run the filters and what follows but no earlier edit.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import ROOT
+from diffseg import records
+
+pytestmark = pytest.mark.slow
+
+
+def _sh(args: list[str], cwd: Path, env: dict) -> str:
+    run = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, f"{' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """The working tree (tracked and untracked, not ignored files) as a fresh git repository."""
+    dest = tmp_path_factory.mktemp("clone") / "diffseg"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file() and not name.startswith(("data/", "models/")) and name != "dvc.lock":
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(dest / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    _sh(["git", "init", "-q"], dest, env)
+    _sh(["git", "add", "-A"], dest, env)
+    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], dest, env)
+    log = _sh(["dvc", "repro"], dest, env)
+    return dest, env, log
+
+
+def test_dag_chains_the_turns(clone):
+    dest, env, _ = clone
+    edges = _sh(["dvc", "dag", "--dot"], dest, env)
+    chain = ["source", "propose@t1", "edit@t1", "filter@t1", "propose@t2", "edit@t2", "filter@t2", "propose@t3",
+             "edit@t3", "filter@t3", "assemble"]
+    for a, b in zip(chain, chain[1:]):
+        assert re.search(rf'"{re.escape(a)}"\s*->\s*"{re.escape(b)}"', edges), f"missing edge {a} -> {b}"
+
+
+def test_dataset_invariants(clone):
+    dest, _, _ = clone
+    data = records.StateDir(dest / "data" / "dataset")
+    classes = records.read_json(data.root / "classes.json")
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    assert classes == ["authentic"] + [g["name"] for g in params["edit"]["generators"]]
+    manifest = data.manifest()
+    meta = pd.read_parquet(data.root / "metadata.parquet")
+    assert len(manifest) >= 48
+    assert set(manifest["n_edits"]) == {0, 1, 2, 3}
+    assert set(meta.loc[meta["decision"] == "accepted", "generator"]) == set(classes[1:])
+    assert manifest.groupby("source_id")["split"].nunique().max() == 1
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    required = ["source_id", "origin", "action", "target", "prompt", "negative_prompt", "generator", "model",
+                "steps", "guidance", "strength", "seed", "mask_area", "change_in_mask", "decision", "reason"]
+    edited = meta[meta["action"] != "none"]
+    for column in required:
+        assert edited[column].notna().all() and (edited[column].astype(str) != "").all(), column
+
+    for image_id in manifest["image_id"]:
+        with Image.open(data.image_path(image_id)) as img:
+            assert img.format == "PNG" and img.mode == "RGB"
+        with Image.open(data.label_path(image_id)) as lab:
+            assert lab.mode == "L" and lab.size == img.size
+        assert records.read_gray(data.label_path(image_id)).max() < len(classes)
+
+    # Outside each accepted edit's mask the pixels equal the state before that turn.
+    for row in meta[meta["decision"] == "accepted"].itertuples():
+        turn_index = int(row.turn_index)
+        before_dir = dest / ("data/source" if turn_index == 1 else f"data/turns/t{turn_index - 1}/state")
+        before = records.StateDir(before_dir).image(row.image_id)
+        after = records.StateDir(dest / f"data/turns/{row.turn}/state").image(row.image_id)
+        mask = records.PlanDir(dest / f"data/turns/{row.turn}/plan").mask(row.image_id)
+        assert np.array_equal(before[~mask], after[~mask]), (row.image_id, row.turn)
+        assert not np.array_equal(before[mask], after[mask])
+
+
+def test_second_repro_runs_nothing(clone):
+    dest, env, _ = clone
+    log = _sh(["dvc", "repro"], dest, env)
+    assert "Running stage" not in log, log
+
+
+def test_filter_threshold_reruns_filters_not_earlier_edits(clone):
+    dest, env, _ = clone
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    # A threshold no edit meets: every decision flips, so everything after filter@t1 changes.
+    params["filter"]["min_change"] = 255.0
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = _sh(["dvc", "repro"], dest, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    assert {"filter@t1", "propose@t2", "edit@t2", "filter@t2", "filter@t3", "assemble"} <= ran, ran
+    assert not ran & {"source", "twins", "propose@t1", "edit@t1"}, ran
+    stats = records.read_json(dest / "data" / "dataset" / "stats.json")
+    assert stats["n_edits"] == 0 and stats["n_edited_images"] == 0
