@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -56,7 +55,3 @@ def twins_dir(tmp_path_factory) -> Path:
 def link_twins(twins_dir: Path, workdir: Path) -> None:
     (workdir / "models").mkdir(exist_ok=True)
     os.symlink(twins_dir, workdir / "models" / "twins")
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst)

@@ -100,14 +100,19 @@ def test_three_turns_and_assemble(project):
     assert records.read_json(project / "metrics" / "dataset.json")["dataset"]["n_images"] == 6
 
 
-def test_nan_output_is_recorded_and_rejected(project, twins_dir):
+def _nan_generator(project, twins_dir) -> dict:
+    """A real sd2 twin whose UNet output layer is NaN: the pipeline runs and returns NaN images."""
     broken = project / "models" / "broken_sd2"
     shutil.copytree(twins_dir / "sd2", broken)
     weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
     tensors = load_file(weights)
     tensors["conv_out.weight"][:] = float("nan")
     save_file(tensors, weights)
-    gen = {"name": "broken", "family": "sd2", "model": str(broken), "steps": 2, "resolution": 256}
+    return {"name": "broken", "family": "sd2", "model": str(broken), "steps": 2, "resolution": 256}
+
+
+def test_nan_output_is_recorded_and_rejected(project, twins_dir):
+    gen = _nan_generator(project, twins_dir)
     p = _params(project, {"edit": {"generators": [gen]}, "max_item_failure": 1.0})
     _, edits, history = _run_turn(p, "t1")
     assert (edits["status"] == records.FAILED).all()
@@ -120,13 +125,7 @@ def test_nan_output_is_recorded_and_rejected(project, twins_dir):
 
 
 def test_edit_stage_fails_when_failures_exceed_limit(project, twins_dir):
-    broken = project / "models" / "broken_sd2"
-    shutil.copytree(twins_dir / "sd2", broken)
-    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
-    tensors = load_file(weights)
-    tensors["conv_out.weight"][:] = float("nan")
-    save_file(tensors, weights)
-    gen = {"name": "broken", "family": "sd2", "model": str(broken), "steps": 2, "resolution": 256}
+    gen = _nan_generator(project, twins_dir)
     p = _params(project, {"edit": {"generators": [gen]}, "max_item_failure": 0.5})
     propose_stage.run(p, "t1", records.turn_dir("t1", "plan"))
     with pytest.raises(RuntimeError, match="max_item_failure"):
