@@ -1,7 +1,9 @@
 """End to end: `dvc repro` of the offline profile in a temporary clone, then the dataset invariants.
 
-One clone serves every check, in order: the full run, the dataset contracts, a no-op second run,
-and a filter-threshold change that must re-run the filters and what follows but no earlier edit.
+One clone serves every check, in order: the full run (generation and benchmark), the dataset
+contracts, the benchmark outputs and plots, a no-op second run, a robustness-level change that must
+re-run only `robustness@*` and `report`, and a filter-threshold change that must re-run the filters and
+what follows but no earlier edit.
 """
 from __future__ import annotations
 
@@ -102,13 +104,44 @@ def test_second_repro_runs_nothing(clone):
     assert "Running stage" not in log, log
 
 
+def test_benchmark_outputs_and_plots(clone):
+    dest, env, _ = clone
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for name in params["detect"]["detectors"]:
+        assert (dest / "models" / "detectors" / name / "model.safetensors").is_file()
+        result = records.read_json(dest / "metrics" / "eval" / f"{name}.json")
+        assert 0.0 <= result["task"]["miou"] <= 1.0 and result["binary"]["detection_auc"] is not None
+        assert records.read_json(dest / "metrics" / "robustness" / f"{name}.json")["jpeg"]
+    for held_out in params["crossgen"]["held_out"]:
+        assert records.read_json(dest / "metrics" / "crossgen" / f"{held_out}.json")["binary_miou"] is not None
+    report = (dest / "metrics" / "report.md").read_text()
+    for heading in ["Binary segmentation", "Attribution", "Robustness", "Cross-generator", "image-level classifiers"]:
+        assert heading in report
+    _sh(["dvc", "plots", "show", "-o", "plots_html"], dest, env)
+    html = (dest / "plots_html" / "index.html").read_text()
+    for name in params["detect"]["detectors"]:
+        assert f"metrics/train/{name}" in html and f"metrics/confusion/{name}.json" in html
+        assert f"metrics/robustness_curves/{name}/jpeg.json" in html
+
+
+def test_robustness_level_reruns_only_robustness_and_report(clone):
+    dest, env, _ = clone
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["robustness"]["jpeg"] = [*params["robustness"]["jpeg"], 30]
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = _sh(["dvc", "repro"], dest, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    assert ran == {f"robustness@{d}" for d in params["detect"]["detectors"]} | {"report"}, ran
+
+
 def test_filter_threshold_reruns_filters_not_earlier_edits(clone):
     dest, env, _ = clone
     params = yaml.safe_load((dest / "params.yaml").read_text())
     # A threshold no edit meets: every decision flips, so everything after filter@t1 changes.
+    # Only the generation half is reproduced here; the benchmark half would retrain on the new data.
     params["filter"]["min_change"] = 255.0
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    log = _sh(["dvc", "repro"], dest, env)
+    log = _sh(["dvc", "repro", "assemble"], dest, env)
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     assert {"filter@t1", "propose@t2", "edit@t2", "filter@t2", "filter@t3", "assemble"} <= ran, ran
     assert not ran & {"source", "twins", "propose@t1", "edit@t1"}, ran

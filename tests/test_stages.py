@@ -32,6 +32,8 @@ def project(workdir, twins_dir):
 
 def _params(project, overrides=None):
     merged = {**ALL_TURNS, **(overrides or {})}
+    if "generators" in merged.get("edit", {}):  # held-out generators must exist among the overrides
+        merged["crossgen"] = {"held_out": []}
     return params_mod.load(write_params(project, merged))
 
 

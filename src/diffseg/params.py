@@ -73,6 +73,9 @@ class Generator:
     family: str = MISSING  # adapter family (see diffseg.edit.families)
     model: str = MISSING  # hub id or local folder
     revision: Optional[str] = None  # pinned hub revision; None for local folders
+    variant: Optional[str] = None  # weight file variant, e.g. fp16 for repositories that ship only those
+    prior: Optional[str] = None  # second checkpoint of two-stage families (kandinsky22): hub id or folder
+    prior_revision: Optional[str] = None
     steps: int = 30
     guidance: float = 7.5
     strength: float = 1.0
@@ -86,7 +89,8 @@ class Generator:
 class Edit:
     batch_size: int = 4
     device: str = "auto"  # auto | cpu | cuda | mps
-    cpu_offload: bool = False
+    cpu_offload: bool = False  # CUDA only: each model moves to the GPU just for its forward pass
+    vae_tiling: bool = False  # decode (and encode) large images and batches in tiles and slices
     generators: list[Generator] = field(default_factory=list)
 
 
@@ -94,6 +98,7 @@ class Edit:
 class Twins:
     out: str = "models/twins"
     families: list[str] = field(default_factory=list)
+    clip: bool = False  # also build the CLIP image-encoder twin the univfd baseline probes
 
 
 @dataclass
@@ -111,6 +116,88 @@ class Assemble:
 
 
 @dataclass
+class Detector:
+    arch: str = MISSING  # 'fcn8s' or any smp architecture (DeepLabV3Plus, Segformer, Unet, ...)
+    encoder: str = MISSING  # 'vgg16' for fcn8s; any smp encoder otherwise (resnet18, mit_b0, ...)
+    encoder_weights: Optional[str] = None  # 'imagenet' at paper scale; None offline (no download)
+
+
+@dataclass
+class Detect:
+    dataset: str = "data/dataset"
+    task: str = "attribution"  # binary | attribution (authentic + one class per generator)
+    image_size: int = 128  # square training / evaluation size
+    epochs: int = 4
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    class_weights: Optional[list[float]] = None  # per task class; None = uniform
+    ignore_index: int = -100  # a label value excluded from the loss (none by default)
+    # ce: cross-entropy; ce_dice: plus the Dice loss, which keeps small edited regions from being
+    # drowned by the authentic majority (edits cover a few percent of the pixels).
+    loss: str = "ce_dice"
+    num_workers: int = 0  # DataLoader workers; 0 reads in the training process
+    detectors: dict[str, Detector] = field(default_factory=dict)
+
+
+@dataclass
+class Robustness:
+    jpeg: list[int] = field(default_factory=lambda: [90, 70, 50])  # JPEG quality
+    resize: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.5])  # scale factor
+    blur: list[float] = field(default_factory=lambda: [1.0, 2.0])  # Gaussian sigma, pixels
+    noise: list[float] = field(default_factory=lambda: [5.0, 10.0])  # Gaussian std, 8-bit levels
+
+
+@dataclass
+class Crossgen:
+    detector: str = "segformer"  # a key of detect.detectors, trained on the binary task
+    held_out: list[str] = field(default_factory=list)  # generators left out of training, one stage each
+
+
+@dataclass
+class CNNSpot:
+    """CNNSpot (Wang et al., CVPR 2020): a ResNet-50 binary classifier with blur + JPEG augmentation."""
+    weights: Optional[str] = None  # torchvision ResNet-50 weights: 'IMAGENET1K_V1' at paper scale, None offline
+    image_size: int = 64  # square input side (224 in CNNSpot)
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 1e-4  # Adam, as in CNNSpot
+    weight_decay: float = 0.0
+    flip: bool = True  # random horizontal flip
+    blur_jpeg_prob: float = 0.1  # chance of each of blur and JPEG per training image ("Blur+JPEG (0.1)"); 0 = off
+    blur_sigma: list[float] = field(default_factory=lambda: [0.0, 3.0])  # Gaussian sigma range, pixels
+    jpeg_quality: list[int] = field(default_factory=lambda: [30, 100])  # JPEG quality range
+
+
+@dataclass
+class UnivFD:
+    """UnivFD (Ojha et al., CVPR 2023): a linear probe on frozen CLIP image features."""
+    clip_model: str = "models/twins/clip"  # hub id or folder; 'openai/clip-vit-large-patch14' at paper scale
+    revision: Optional[str] = None  # pinned hub revision; None for local folders
+    batch_size: int = 16  # feature extraction batch
+    probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe (sklearn's C)
+    max_iter: int = 1000  # probe solver iterations
+
+
+@dataclass
+class Baselines:
+    cnnspot: CNNSpot = field(default_factory=CNNSpot)
+    univfd: UnivFD = field(default_factory=UnivFD)
+
+
+@dataclass
+class Official:
+    """A local copy of the official release (Chaos2629/Diffseg30k), converted by ``diffseg official``."""
+    path: str = "data/official_release"
+    # Mask pixel value -> class name; 'authentic' required. No default: the release does not document its
+    # encoding, and omegaconf would merge a default mapping into the user's instead of replacing it.
+    mask_values: dict[int, str] = field(default_factory=dict)
+    # Release split folder name -> project split (train | val | test).
+    splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "val": "val", "validation": "val", "test": "test"})
+
+
+@dataclass
 class Params:
     seed: int = 0
     max_item_failure: float = 0.5  # a stage fails when more than this share of items fails
@@ -122,6 +209,11 @@ class Params:
     edit: Edit = field(default_factory=Edit)
     filter: Filter = field(default_factory=Filter)
     assemble: Assemble = field(default_factory=Assemble)
+    detect: Detect = field(default_factory=Detect)
+    robustness: Robustness = field(default_factory=Robustness)
+    crossgen: Crossgen = field(default_factory=Crossgen)
+    baselines: Baselines = field(default_factory=Baselines)
+    official: Official = field(default_factory=Official)
 
     @property
     def turn_names(self) -> list[str]:
@@ -212,6 +304,9 @@ def _check(p: Params) -> None:
                  "must be a multiple of 64, at least 64")
         _require(gen.dtype in ("auto", "float32", "float16", "bfloat16"), f"{key}.dtype",
                  "must be auto, float32, float16 or bfloat16")
+        _require(gen.prior is None or gen.prior.strip() != "", f"{key}.prior", "must be a hub id or a folder")
+        _require(gen.prior_revision is None or gen.prior is not None, f"{key}.prior_revision",
+                 "is set without a prior")
 
     _fraction_pair(p.filter.min_area, p.filter.max_area, "filter")
     _require(p.filter.min_change >= 0, "filter.min_change", "must be >= 0")
@@ -221,6 +316,70 @@ def _check(p: Params) -> None:
              "must name exactly train, val and test")
     _weights(list(p.assemble.splits.values()), "assemble.splits")
     _require(p.assemble.n_figure >= 1, "assemble.n_figure", "must be >= 1")
+    _check_detect(p)
+    _check_baselines(p)
+    _check_official(p)
+
+
+def _check_detect(p: Params) -> None:
+    d = p.detect
+    _require(d.task in ("binary", "attribution"), "detect.task", "must be 'binary' or 'attribution'")
+    _require(d.image_size >= 32 and d.image_size % 32 == 0, "detect.image_size", "must be a multiple of 32, >= 32")
+    for key in ("epochs", "batch_size"):
+        _require(getattr(d, key) >= 1, f"detect.{key}", "must be >= 1")
+    _require(d.lr > 0 and d.weight_decay >= 0, "detect.lr", "lr must be > 0 and weight_decay >= 0")
+    _require(d.num_workers >= 0, "detect.num_workers", "must be >= 0")
+    _require(d.loss in ("ce", "ce_dice"), "detect.loss", "must be 'ce' or 'ce_dice'")
+    n_task = 2 if d.task == "binary" else len(p.classes)
+    _require(d.class_weights is None or (len(d.class_weights) == n_task and min(d.class_weights) >= 0),
+             "detect.class_weights", f"needs {n_task} non-negative weights for task '{d.task}'")
+    _require(len(d.detectors) >= 1, "detect.detectors", "at least one detector is needed")
+    for name, det in d.detectors.items():
+        _require(re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) is not None, f"detect.detectors.{name}",
+                 "names must be lower-case [a-z0-9_-]")
+        _require(det.arch != "fcn8s" or det.encoder == "vgg16", f"detect.detectors.{name}.encoder",
+                 "fcn8s is defined on VGG-16: use encoder 'vgg16'")
+    r = p.robustness
+    _require(all(1 <= q <= 100 for q in r.jpeg), "robustness.jpeg", "JPEG qualities must be within [1, 100]")
+    _require(all(0.05 <= s <= 4 for s in r.resize), "robustness.resize", "scales must be within [0.05, 4]")
+    _require(all(s > 0 for s in r.blur), "robustness.blur", "sigmas must be > 0")
+    _require(all(s > 0 for s in r.noise), "robustness.noise", "standard deviations must be > 0")
+    _require(p.crossgen.detector in d.detectors, "crossgen.detector", "must be a key of detect.detectors")
+    unknown = set(p.crossgen.held_out) - set(p.classes[1:])
+    _require(not unknown, "crossgen.held_out", f"unknown generator(s) {sorted(unknown)}")
+
+
+def _check_baselines(p: Params) -> None:
+    c, u = p.baselines.cnnspot, p.baselines.univfd
+    _require(c.weights in (None, "IMAGENET1K_V1", "IMAGENET1K_V2"), "baselines.cnnspot.weights",
+             "must be null, 'IMAGENET1K_V1' or 'IMAGENET1K_V2' (torchvision ResNet-50 weights)")
+    _require(c.image_size >= 32, "baselines.cnnspot.image_size", "must be >= 32")
+    for key in ("epochs", "batch_size"):
+        _require(getattr(c, key) >= 1, f"baselines.cnnspot.{key}", "must be >= 1")
+    _require(c.lr > 0 and c.weight_decay >= 0, "baselines.cnnspot.lr", "lr must be > 0 and weight_decay >= 0")
+    _require(0.0 <= c.blur_jpeg_prob <= 1.0, "baselines.cnnspot.blur_jpeg_prob", "must be within [0, 1]")
+    lo, hi = (list(c.blur_sigma) + [0, 0])[:2]
+    _require(len(c.blur_sigma) == 2 and 0 <= lo <= hi, "baselines.cnnspot.blur_sigma",
+             "must be [low, high] with 0 <= low <= high")
+    lo, hi = (list(c.jpeg_quality) + [0, 0])[:2]
+    _require(len(c.jpeg_quality) == 2 and 1 <= lo <= hi <= 100, "baselines.cnnspot.jpeg_quality",
+             "must be [low, high] with 1 <= low <= high <= 100")
+    _require(bool(u.clip_model), "baselines.univfd.clip_model", "must name a hub id or a folder")
+    _require(u.batch_size >= 1, "baselines.univfd.batch_size", "must be >= 1")
+    _require(u.probe_c > 0, "baselines.univfd.probe_c", "must be > 0")
+    _require(u.max_iter >= 1, "baselines.univfd.max_iter", "must be >= 1")
+
+
+def _check_official(p: Params) -> None:
+    o = p.official
+    for value, name in o.mask_values.items():
+        _require(0 <= value <= 65535, f"official.mask_values.{value}", "mask values must be within [0, 65535]")
+        _require(re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name) is not None, f"official.mask_values.{value}",
+                 "class names must be lower-case [a-z0-9_.-]")
+    _require(not o.mask_values or "authentic" in o.mask_values.values(), "official.mask_values",
+             "one mask value must map to 'authentic'")
+    for folder, split in o.splits.items():
+        _require(split in ("train", "val", "test"), f"official.splits.{folder}", "must be train, val or test")
 
 
 def _weights(values: list[float], key: str) -> None:

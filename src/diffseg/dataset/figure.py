@@ -17,9 +17,11 @@ ALPHA = 0.55  # overlay opacity: enough to see the class, little enough to see t
 
 
 def class_colours(n_classes: int) -> np.ndarray:
-    """RGB in [0, 1]; authentic is transparent in the overlay, so its colour only shows in the legend."""
-    cmap = plt.get_cmap("tab10" if n_classes <= 10 else "tab20")
-    return np.array([(0.5, 0.5, 0.5)] + [cmap(i % cmap.N)[:3] for i in range(n_classes - 1)])
+    """RGB in [0, 1]; authentic is gray and transparent in the overlay, so no generator may be gray."""
+    cmap = plt.get_cmap("tab20")
+    # tab20 without its two grays (indices 14, 15): 18 distinct generator colours before repeating.
+    palette = [cmap(i)[:3] for i in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)]
+    return np.array([(0.5, 0.5, 0.5)] + [palette[i % len(palette)] for i in range(n_classes - 1)])
 
 
 def overlay(image: np.ndarray, label: np.ndarray, colours: np.ndarray) -> np.ndarray:

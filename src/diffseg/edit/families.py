@@ -1,13 +1,24 @@
-"""Generator families: one small adapter class per diffusers inpainting pipeline.
+"""Generator families: one small adapter class per editing model.
 
-A family knows its pipeline class, how to check that a checkpoint really is an inpainting one, and
-the keyword arguments of its call. Everything else (loading, device, dtype, scheduler swap, batching,
-seeding) is shared in :class:`Family`. Adding a generator family is one subclass decorated with
-``@register``.
+A family knows how to load its model, how to tell that a checkpoint really can inpaint, and the keyword
+arguments of its call. The device, dtype and memory policy, the output contract and the registry are
+shared in :class:`Family`; what every diffusers pipeline has in common is in :class:`DiffusersFamily`.
+Adding a generator family is one subclass decorated with ``@register``.
+
+The eight DiffSeg30k generators (real checkpoints in ``configs/paper.yaml``, details in
+``docs/generators.md``):
+
+- ``sd2``, ``sdxl``, ``flux_fill``, ``sd3``: diffusers inpainting pipelines;
+- ``kandinsky22``: an image-embedding prior plus an inpainting decoder, two checkpoints;
+- ``hunyuan_blend``, ``kolors_blend``: text-to-image pipelines that inpaint by blended latents
+  (:mod:`diffseg.edit.blended`), because diffusers has no inpainting pipeline for them;
+- ``glide``: OpenAI's ``glide-text2im`` package (:mod:`diffseg.edit.glide`).
 """
 from __future__ import annotations
 
+import ctypes
 import gc
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +26,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from diffseg.edit import blended
 from diffseg.errors import UserError
 from diffseg.params import Generator
 
 FAMILIES: dict[str, type["Family"]] = {}
 
+SIZE_MULTIPLE = 64  # every family's latent grid divides evenly at multiples of 64 pixels
+
+# Call arguments the adapters set themselves; in `options` they would silently fight the adapter.
+RESERVED_OPTIONS = frozenset({
+    "prompt", "negative_prompt", "image", "mask_image", "height", "width", "num_inference_steps",
+    "guidance_scale", "strength", "generator", "output_type", "return_dict", "latents",
+    "callback_on_step_end", "callback_on_step_end_tensor_inputs", "num_images_per_prompt"})
+
 
 class GeneratorError(UserError, RuntimeError):
-    """A generator that cannot be used (bad family, missing model, wrong checkpoint kind)."""
+    """A generator that cannot be used (bad family or settings, missing model, wrong checkpoint kind)."""
 
 
 @dataclass
@@ -45,11 +65,12 @@ def register(cls: type["Family"]) -> type["Family"]:
     return cls
 
 
-def create(gen: Generator, device: str = "cpu", cpu_offload: bool = False) -> "Family":
+def create(gen: Generator, device: str = "cpu", cpu_offload: bool = False, vae_tiling: bool = False) -> "Family":
+    """The adapter of ``gen``, its settings already checked (no file or network access yet)."""
     if gen.family not in FAMILIES:
         raise GeneratorError(f"generator '{gen.name}': unknown family '{gen.family}' "
                              f"(known: {', '.join(sorted(FAMILIES))})")
-    return FAMILIES[gen.family](gen, device, cpu_offload)
+    return FAMILIES[gen.family](gen, device, cpu_offload, vae_tiling)
 
 
 def is_local(model: str) -> bool:
@@ -75,75 +96,156 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     return torch.float16 if device == "mps" else torch.float32
 
 
+def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(width, height) with the longer side at ``resolution``, both multiples of ``multiple``, aspect kept."""
+    scale = resolution / max(width, height)
+    return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in (width, height))
+
+
+def seeded(seeds: list[int]) -> list[torch.Generator]:
+    """CPU generators: the same seed gives the same noise on every device."""
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+def release_memory() -> None:
+    """Return a dropped model's memory to the system, not only to the allocators' free lists."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+    try:
+        # glibc keeps freed small blocks in its arenas; without a trim a worker's RSS stays at its peak.
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, musl): nothing to trim
+
+
 class Family:
-    """Shared loading and calling; subclasses set ``name``, ``pipeline`` and adjust the call."""
+    """One editing model behind a common interface: validate, check_source, load, run, unload."""
 
     name: str = ""
-    pipeline: str = ""  # diffusers pipeline class name
     takes_negative_prompt = True
-    takes_strength = True
+    takes_strength = True  # False: the model always regenerates the whole mask, strength must stay 1
+    takes_prior = False  # True: `prior` names a second checkpoint the family needs
 
-    def __init__(self, gen: Generator, device: str = "cpu", cpu_offload: bool = False):
+    def __init__(self, gen: Generator, device: str = "cpu", cpu_offload: bool = False, vae_tiling: bool = False):
         self.gen = gen
         self.device = pick_device(device)
         self.dtype = pick_dtype(gen.dtype, self.device)
         self.cpu_offload = cpu_offload and self.device == "cuda"
+        self.vae_tiling = vae_tiling
         self.pipe = None
+        self.validate()
+
+    def fail(self, message: str) -> GeneratorError:
+        return GeneratorError(f"generator '{self.gen.name}' ({self.name}): {message}")
+
+    def validate(self) -> None:
+        """Settings this family cannot honour, refused before any file is read."""
+        if not self.takes_strength and self.gen.strength != 1.0:
+            raise self.fail(f"key 'strength' is {self.gen.strength}, but this family always regenerates "
+                            f"the whole mask: leave it at 1.0")
+        if self.takes_prior and not self.gen.prior:
+            raise self.fail("key 'prior' is missing: this family needs a prior checkpoint (hub id or folder)")
+        if not self.takes_prior and (self.gen.prior or self.gen.prior_revision):
+            raise self.fail("key 'prior' is set, but this family takes no prior checkpoint")
+        clash = sorted(RESERVED_OPTIONS & set(self.gen.options))
+        if clash:
+            raise self.fail(f"key 'options' sets {clash}, which the adapter sets itself (use the "
+                            f"generator's own keys: steps, guidance, strength, resolution)")
 
     def check_source(self) -> None:
-        """Fail before any work when a local model folder is missing."""
-        if is_local(self.gen.model) and not Path(self.gen.model, "model_index.json").is_file():
-            raise GeneratorError(f"generator '{self.gen.name}': no diffusers pipeline folder at "
-                                 f"'{self.gen.model}' (model_index.json missing; the offline twins "
-                                 f"are built by `dvc repro twins`)")
+        """Fail before any work when the model cannot be found (cheap: no weights are read)."""
 
     def load(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def loaded(self) -> bool:
+        return self.pipe is not None
+
+    def unload(self) -> None:
+        """Drop every model this adapter holds; the next generator starts from the memory before it."""
+        self.pipe = None
+        release_memory()
+
+    def native_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size this family generates at for a ``width`` x ``height`` image."""
+        return native_size(width, height, self.gen.resolution)
+
+    def run(self, batch: Batch) -> np.ndarray:
+        """Generated images as float32 (B, H, W, 3) in [0, 1] at the batch's size; may contain NaN."""
+        if not self.loaded:
+            raise self.fail("not loaded")
+        with torch.inference_mode():
+            out = np.asarray(self._generate(batch), dtype=np.float32)
+        width, height = batch.size
+        expected = (len(batch.images), height, width, 3)
+        if out.shape != expected:  # the edit stage composites pixel by pixel: a size drift would break it
+            raise self.fail(f"returned {out.shape}, expected {expected}")
+        return out
+
+    def _generate(self, batch: Batch) -> np.ndarray:
+        raise NotImplementedError
+
+
+class DiffusersFamily(Family):
+    """A diffusers pipeline loaded by ``from_pretrained(model)``; subclasses set ``pipeline`` and checks."""
+
+    pipeline: str = ""  # diffusers pipeline class name
+
+    def check_source(self) -> None:
+        self.check_folder(self.gen.model, "model")
+
+    def check_folder(self, model: str, key: str) -> None:
+        if is_local(model) and not Path(model, "model_index.json").is_file():
+            raise self.fail(f"key '{key}': no diffusers pipeline folder at '{model}' (model_index.json "
+                            f"missing; the offline twins are built by `dvc repro twins`)")
+
+    def load(self) -> None:
+        self.check_source()
+        pipe = self.from_pretrained(self.pipeline, self.gen.model, self.gen.revision, self.gen.variant)
+        self.check_pipeline(pipe)
+        if self.gen.scheduler:
+            import diffusers
+
+            pipe.scheduler = getattr(diffusers, self.gen.scheduler).from_config(pipe.scheduler.config)
+        self.pipe = self.place(pipe)
+
+    def from_pretrained(self, pipeline: str, model: str, revision: str | None, variant: str | None = None):
         import diffusers
         import transformers
 
         # Per-component loading bars would drown the stage's own progress output.
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
-        self.check_source()
-        cls = getattr(diffusers, self.pipeline)
+        cls = getattr(diffusers, pipeline)
         try:
-            pipe = cls.from_pretrained(self.gen.model, revision=self.gen.revision, dtype=self.dtype)
+            return cls.from_pretrained(model, revision=revision, variant=variant, dtype=self.dtype,
+                                       **_without_safety_checker(cls))
         except (OSError, ValueError) as err:
-            raise GeneratorError(self._load_hint(err)) from None
-        self.check_pipeline(pipe)
-        if self.gen.scheduler:
-            pipe.scheduler = getattr(diffusers, self.gen.scheduler).from_config(pipe.scheduler.config)
+            raise self.fail(_load_hint(pipeline, model, revision, err)) from None
+
+    def place(self, pipe):
+        """Apply the device and memory policy to a loaded pipeline."""
+        if self.vae_tiling:
+            _tile_autoencoders(pipe)
         if self.cpu_offload:
             pipe.enable_model_cpu_offload()
         elif self.device != "cpu":  # from_pretrained already loads onto the CPU
             pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
-
-    def _load_hint(self, err: Exception) -> str:
-        where = f"'{self.gen.model}'" + (f" at revision {self.gen.revision}" if self.gen.revision else "")
-        message = f"generator '{self.gen.name}': cannot load {self.pipeline} from {where}: {_short(err)}"
-        if not is_local(self.gen.model):
-            message += (f". '{self.gen.model}' is not a local folder either, so it was taken as a hub id. "
-                        f"Offline, a hub model must already be in the Hugging Face cache: run "
-                        f"`huggingface-cli download {self.gen.model}` on a connected machine (gated models "
-                        f"need `huggingface-cli login` and an accepted licence first)")
-        return message
+        return pipe
 
     def check_pipeline(self, pipe) -> None:
-        """Refuse checkpoints that are not inpainting ones (a subclass knows how to tell)."""
-
-    def unload(self) -> None:
-        self.pipe = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        """Refuse checkpoints that cannot inpaint (a subclass knows how to tell)."""
 
     def call_kwargs(self, batch: Batch) -> dict:
+        """Keyword arguments of the pipeline call besides image, mask and generator."""
         width, height = batch.size
-        kwargs = dict(prompt=batch.prompts, image=batch.images, mask_image=batch.masks, height=height,
-                      width=width, num_inference_steps=self.gen.steps, guidance_scale=self.gen.guidance,
-                      output_type="np")
+        kwargs = dict(prompt=batch.prompts, height=height, width=width, num_inference_steps=self.gen.steps,
+                      guidance_scale=self.gen.guidance, output_type="np")
         if self.takes_negative_prompt:
             kwargs["negative_prompt"] = batch.negative_prompts
         if self.takes_strength:
@@ -151,27 +253,49 @@ class Family:
         kwargs.update(self.gen.options)
         return kwargs
 
-    def run(self, batch: Batch) -> np.ndarray:
-        """Generated images as float32 (B, H, W, 3) in [0, 1]; may contain NaN (checked by the caller)."""
-        if self.pipe is None:
-            raise GeneratorError(f"generator '{self.gen.name}' is not loaded")
-        # CPU generators: the same seed gives the same noise on every device.
-        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in batch.seeds]
-        with torch.inference_mode():
-            out = self.pipe(generator=generators, **self.call_kwargs(batch)).images
-        return np.asarray(out, dtype=np.float32)
+    def _generate(self, batch: Batch) -> np.ndarray:
+        return self.pipe(image=batch.images, mask_image=batch.masks, generator=seeded(batch.seeds),
+                         **self.call_kwargs(batch)).images
+
+
+def _without_safety_checker(cls) -> dict:
+    """Loading arguments that switch a pipeline's NSFW checker off: it blacks out whole images."""
+    params = inspect.signature(cls.__init__).parameters
+    off = {"safety_checker": None, "requires_safety_checker": False}
+    return {key: value for key, value in off.items() if key in params}
+
+
+def _tile_autoencoders(pipe) -> None:
+    """VAE tiling and slicing: large images and batches decode in pieces, at bounded memory."""
+    for component in pipe.components.values():
+        # Only the autoencoders that implement them (Kandinsky's VQ movq has neither).
+        if hasattr(component, "use_tiling"):
+            component.enable_tiling()
+        if hasattr(component, "use_slicing"):
+            component.enable_slicing()
+
+
+def _load_hint(pipeline: str, model: str, revision: str | None, err: Exception) -> str:
+    where = f"'{model}'" + (f" at revision {revision}" if revision else "")
+    message = f"cannot load {pipeline} from {where}: {_short(err)}"
+    if not is_local(model):
+        message += (f". '{model}' is not a local folder either, so it was taken as a hub id. Offline, a hub "
+                    f"model must already be in the Hugging Face cache: run `huggingface-cli download {model}` "
+                    f"on a connected machine (gated models need `huggingface-cli login` and an accepted "
+                    f"licence first)")
+    return message
 
 
 def _short(err: Exception) -> str:
     return str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
 
 
-class _UNetInpaint(Family):
+class _UNetInpaint(DiffusersFamily):
     def check_pipeline(self, pipe) -> None:
         channels = pipe.unet.config.in_channels
         if channels != 9:
-            raise GeneratorError(f"generator '{self.gen.name}': '{self.gen.model}' is not an inpainting "
-                                 f"checkpoint (its UNet takes {channels} input channels, inpainting needs 9)")
+            raise self.fail(f"'{self.gen.model}' is not an inpainting checkpoint (its UNet takes {channels} "
+                            f"input channels, inpainting needs 9)")
 
 
 @register
@@ -191,7 +315,7 @@ class SDXL(_UNetInpaint):
 
 
 @register
-class FluxFill(Family):
+class FluxFill(DiffusersFamily):
     """FLUX.1 Fill (black-forest-labs/FLUX.1-Fill-dev): guidance-distilled, no negative prompt."""
 
     name = "flux_fill"
@@ -203,14 +327,72 @@ class FluxFill(Family):
         latent = pipe.vae.config.latent_channels
         expected = 8 * latent + 4 * pipe.vae_scale_factor ** 2
         if pipe.transformer.config.in_channels != expected:
-            raise GeneratorError(f"generator '{self.gen.name}': '{self.gen.model}' is not a FLUX Fill "
-                                 f"checkpoint (transformer in_channels "
-                                 f"{pipe.transformer.config.in_channels}, Fill needs {expected})")
+            raise self.fail(f"'{self.gen.model}' is not a FLUX Fill checkpoint (transformer in_channels "
+                            f"{pipe.transformer.config.in_channels}, Fill needs {expected})")
 
 
 @register
-class SD3(Family):
-    """Stable Diffusion 3.5 inpainting through StableDiffusion3InpaintPipeline (stabilityai/stable-diffusion-3.5-*)."""
+class SD3(DiffusersFamily):
+    """Stable Diffusion 3.5 inpainting through StableDiffusion3InpaintPipeline (stabilityai/stable-diffusion-3.5-*).
+
+    The pipeline inpaints with the base (text-to-image) transformer by re-noising the known region, so
+    an SD3 text-to-image checkpoint is the right input here; there is no channel count to check.
+    """
 
     name = "sd3"
     pipeline = "StableDiffusion3InpaintPipeline"
+
+
+class BlendedFamily(DiffusersFamily):
+    """A text-to-image pipeline that inpaints by blended latents (:mod:`diffseg.edit.blended`).
+
+    The method always starts from pure noise inside the mask, so there is no strength setting.
+    """
+
+    takes_strength = False
+
+    def check_pipeline(self, pipe) -> None:
+        problem = blended.unsupported(pipe)
+        if problem:
+            raise self.fail(f"'{self.gen.model}': {problem}")
+
+    def _generate(self, batch: Batch) -> np.ndarray:
+        return blended.inpaint(self.pipe, batch.images, batch.masks, seeded(batch.seeds), **self.call_kwargs(batch))
+
+
+@register
+class HunyuanBlend(BlendedFamily):
+    """HunyuanDiT v1.1 (Tencent-Hunyuan/HunyuanDiT-v1.1-Diffusers) through HunyuanDiTPipeline.
+
+    diffusers has no inpainting pipeline for HunyuanDiT, so the released text-to-image model inpaints
+    by blended latents. Sizes are multiples of 16 (VAE 8 x patch 2); the family's multiples of 64
+    satisfy that.
+    """
+
+    name = "hunyuan_blend"
+    pipeline = "HunyuanDiTPipeline"
+
+    def call_kwargs(self, batch: Batch) -> dict:
+        # Resolution binning would snap the size to a trained aspect ratio, away from the mask's latent
+        # grid; the edit stage already picks the size, so binning stays off whatever the options say.
+        return {**super().call_kwargs(batch), "use_resolution_binning": False}
+
+
+@register
+class KolorsBlend(BlendedFamily):
+    """Kolors (Kwai-Kolors/Kolors-diffusers) through KolorsPipeline, inpainting by blended latents.
+
+    Why not Kwai-Kolors/Kolors-Inpainting: that checkpoint is an SDXL-style UNet with 9 input channels
+    driven by ChatGLM, and it runs only with the Kolors repository's own pipeline code; diffusers has
+    no Kolors inpainting pipeline, and its SDXL inpainting pipeline expects CLIP text encoders. The
+    most faithful option diffusers can run is the released text-to-image Kolors model itself, with
+    blended latents keeping the background. The checkpoint ships fp16 weights only: set
+    ``variant: fp16``. A 9-channel UNet given here is refused at load.
+    """
+
+    name = "kolors_blend"
+    pipeline = "KolorsPipeline"
+
+
+# Imported last: these modules subclass the classes above and register their families.
+from diffseg.edit import glide, kandinsky  # noqa: E402,F401

@@ -142,31 +142,186 @@ def build_sd3():
                                            feature_extractor=None)
 
 
-BUILDERS = {"sd2": build_sd2, "sdxl": build_sdxl, "flux_fill": build_flux_fill, "sd3": build_sd3}
+def build_kandinsky22():
+    """The inpainting decoder and its prior: two checkpoints, as the real model ships."""
+    from diffusers import DDPMScheduler, KandinskyV22InpaintPipeline, UNet2DConditionModel, VQModel
+
+    embed = 32  # the prior's image embedding is the decoder's only conditioning
+    unet = UNet2DConditionModel(sample_size=32, in_channels=9, out_channels=8, addition_embed_type="image",
+                                down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+                                up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+                                mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64),
+                                layers_per_block=1, encoder_hid_dim=embed, encoder_hid_dim_type="image_proj",
+                                cross_attention_dim=32, attention_head_dim=4, resnet_time_scale_shift="scale_shift",
+                                class_embed_type=None)
+    # movq's SpatialNorm hard-codes GroupNorm(32): every block needs a multiple of 32 channels.
+    movq = VQModel(block_out_channels=[32] * 4,
+                   down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+                   up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3, in_channels=3, out_channels=3,
+                   latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial",
+                   num_vq_embeddings=12, vq_embed_dim=4)
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+                          clip_sample=False, prediction_type="epsilon", variance_type="learned_range")
+    decoder = KandinskyV22InpaintPipeline(unet=unet, scheduler=sched, movq=movq)
+    return {"kandinsky22": decoder, "kandinsky22_prior": _kandinsky_prior(embed)}
 
 
-def build(family: str, seed: int):
-    """The twin of ``family``, initialised from a seed keyed by the family name."""
+def _kandinsky_prior(embed: int):
+    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    tok = clip_tokenizer()
+    # The prior attends over every text position, so it needs as many as the twin tokenizer makes.
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=embed, num_layers=1,
+                             num_embeddings=MAX_TOKENS)
+    # clip_std starts at zero, which would make every image embedding zero and the prompt irrelevant.
+    prior.clip_std.data.fill_(1.0)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, image_size=32, patch_size=8,
+                                                            projection_dim=embed, intermediate_size=37,
+                                                            num_attention_heads=4, num_hidden_layers=2))
+    processor = CLIPImageProcessor(size=32, crop_size=32, do_center_crop=True, do_normalize=True, do_resize=True,
+                                   image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                   image_std=[0.26862954, 0.26130258, 0.27577711], resample=3)
+    sched = UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
+                            clip_sample=True, clip_sample_range=10.0)
+    return KandinskyV22PriorPipeline(prior=prior, image_encoder=vision, text_encoder=clip_text(tok, True, embed),
+                                     tokenizer=tok, scheduler=sched, image_processor=processor)
+
+
+def bert_tokenizer():
+    """WordPiece over single characters and letter pairs: no download, and most templated prompts fit the
+    77 tokens HunyuanDiT's pipeline gives its BERT encoder (longer ones are truncated, as with the real one)."""
+    import itertools
+    import string
+
+    from transformers import BertTokenizer
+
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    pairs = ["".join(p) for p in itertools.product(string.ascii_lowercase, repeat=2)]
+    pieces = chars + pairs
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + pieces + ["##" + p for p in pieces]
+    return BertTokenizer(vocab={t: i for i, t in enumerate(vocab)})
+
+
+def build_hunyuan_blend():
+    from diffusers import DDPMScheduler, HunyuanDiT2DModel, HunyuanDiTPipeline
+    from transformers import BertConfig, BertModel
+
+    tok, tok2 = bert_tokenizer(), t5_tokenizer()
+    bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=37, max_position_embeddings=77))
+    # text_len / text_len_t5 are the token counts the pipeline pads to (77 BERT, 256 T5); v1.1 keeps the
+    # style and image-size conditioning that v1.2 dropped.
+    transformer = HunyuanDiT2DModel(sample_size=32, num_layers=2, patch_size=2, attention_head_dim=8,
+                                    num_attention_heads=4, in_channels=4, hidden_size=32, cross_attention_dim=32,
+                                    cross_attention_dim_t5=32, pooled_projection_dim=16, text_len=77,
+                                    text_len_t5=256, activation_fn="gelu-approximate",
+                                    use_style_cond_and_image_meta_size=True)
+    sched = DDPMScheduler(beta_start=0.00085, beta_end=0.018, beta_schedule="scaled_linear", clip_sample=False,
+                          steps_offset=1)
+    return HunyuanDiTPipeline(vae=vae(), text_encoder=bert, tokenizer=tok, transformer=transformer, scheduler=sched,
+                              text_encoder_2=t5_text(tok2), tokenizer_2=tok2, safety_checker=None,
+                              feature_extractor=None, requires_safety_checker=False)
+
+
+def chatglm_tokenizer():
+    """ChatGLM's sentencepiece tokenizer, trained here on the alphabet: a character vocabulary with byte
+    fallback (like ChatGLM3's), built by the sentencepiece package instead of downloaded."""
+    import io
+    import string
+    import tempfile
+
+    import sentencepiece as spm
+    from diffusers.pipelines.kolors import ChatGLMTokenizer
+
+    model = io.BytesIO()
+    text = [string.ascii_lowercase, string.ascii_uppercase, string.digits + " " + string.punctuation]
+    # One thread, the identity normaliser and no output path recorded in the model: the same bytes every
+    # run, and no 240 kB normalisation table.
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, model_type="char",
+                                   vocab_size=400, hard_vocab_limit=False, byte_fallback=True, character_coverage=1.0,
+                                   normalization_rule_name="identity", num_threads=1, minloglevel=2)
+    folder = tempfile.TemporaryDirectory()
+    path = Path(folder.name, "tokenizer.model")
+    path.write_bytes(model.getvalue())
+    tok = ChatGLMTokenizer(vocab_file=str(path))
+    # save_pretrained copies the model file from there: the folder lives as long as the tokenizer.
+    tok.model_folder = folder
+    return tok
+
+
+def chatglm_text(tok):
+    from diffusers.pipelines.kolors.text_encoder import ChatGLMConfig, ChatGLMModel
+
+    cfg = ChatGLMConfig(num_layers=2, padded_vocab_size=len(tok), hidden_size=32, ffn_hidden_size=37, kv_channels=8,
+                        num_attention_heads=4, seq_length=MAX_TOKENS, multi_query_attention=True,
+                        multi_query_group_num=2, add_qkv_bias=True, original_rope=True)
+    model = ChatGLMModel(cfg, empty_init=False)
+    # ChatGLM's own init leaves RMSNorm weights uninitialised (real checkpoints overwrite them): seed them all.
+    for name, param in model.named_parameters():
+        if param.ndim > 1:
+            torch.nn.init.normal_(param.data, std=0.02)
+        else:
+            param.data.fill_(1.0 if "layernorm" in name else 0.0)
+    return model
+
+
+def build_kolors_blend():
+    from diffusers import EulerDiscreteScheduler, KolorsPipeline, UNet2DConditionModel
+
+    tok = chatglm_tokenizer()
+    # Kolors' UNet is SDXL's with ChatGLM's states projected in (text_proj) and its pooled state as text_embeds.
+    unet = UNet2DConditionModel(sample_size=32, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+                                use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+                                transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 32,
+                                cross_attention_dim=32, encoder_hid_dim=32, encoder_hid_dim_type="text_proj")
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.014, beta_schedule="scaled_linear", steps_offset=1,
+                                   timestep_spacing="leading")
+    return KolorsPipeline(vae=vae(), text_encoder=chatglm_text(tok), tokenizer=tok, unet=unet, scheduler=sched,
+                          image_encoder=None, feature_extractor=None)
+
+
+BUILDERS = {"sd2": build_sd2, "sdxl": build_sdxl, "flux_fill": build_flux_fill, "sd3": build_sd3,
+            "kandinsky22": build_kandinsky22, "hunyuan_blend": build_hunyuan_blend, "kolors_blend": build_kolors_blend}
+
+
+def build(family: str, seed: int) -> dict:
+    """The twin of ``family`` as {folder name: pipeline}, initialised from a seed keyed by the family name.
+
+    Most families are one pipeline in a folder named after the family; two-stage ones (Kandinsky's
+    prior and decoder) are one folder per checkpoint, as the real models ship.
+    """
     if family not in BUILDERS:
         raise ValueError(f"twins.families: no twin builder for family '{family}' (known: {', '.join(BUILDERS)})")
     torch.manual_seed(keyed_seed(seed, "twins", family) % (1 << 32))
-    return BUILDERS[family]()
+    made = BUILDERS[family]()
+    return made if isinstance(made, dict) else {family: made}
 
 
-def run(seed: int, families: list[str], out_dir: Path) -> pd.DataFrame:
+def run(seed: int, families: list[str], out_dir: Path, clip: bool = False) -> pd.DataFrame:
+    """Save the twin of every family (and, with ``clip``, the CLIP image encoder UnivFD probes) in ``out_dir``."""
     unknown = [f for f in families if f not in BUILDERS]
     if unknown:
         raise ValueError(f"twins.families: no twin builder for {unknown} (known: {', '.join(BUILDERS)})")
     out_dir = records.fresh_dir(out_dir)
     rows = []
     for family in families:
-        pipe = build(family, seed)
-        pipe.save_pretrained(out_dir / family)
-        n_params = sum(p.numel() for c in pipe.components.values() if isinstance(c, torch.nn.Module)
-                       for p in c.parameters())
-        rows.append({"family": family, "pipeline": type(pipe).__name__, "folder": family, "parameters": n_params,
-                     "status": records.OK, "reason": ""})
-        print(f"twins: {family}: {type(pipe).__name__}, {n_params / 1e6:.2f} M parameters")
+        for folder, pipe in build(family, seed).items():
+            pipe.save_pretrained(out_dir / folder)
+            n_params = sum(p.numel() for c in pipe.components.values() if isinstance(c, torch.nn.Module)
+                           for p in c.parameters())
+            rows.append({"family": family, "pipeline": type(pipe).__name__, "folder": folder, "parameters": n_params,
+                         "status": records.OK, "reason": ""})
+            print(f"twins: {folder}: {type(pipe).__name__}, {n_params / 1e6:.2f} M parameters")
+    if clip:
+        from diffseg.detect.baselines_univfd import build_clip_twin
+
+        build_clip_twin(out_dir / "clip", seed)
+        rows.append({"family": "clip", "pipeline": "CLIPVisionModelWithProjection", "folder": "clip",
+                     "parameters": 0, "status": records.OK, "reason": ""})
+        print("twins: clip: CLIPVisionModelWithProjection (UnivFD's image encoder)")
     manifest = pd.DataFrame(rows)
     records.write_table(out_dir / records.MANIFEST, manifest)
     return manifest

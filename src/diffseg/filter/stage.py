@@ -78,11 +78,12 @@ _PLAN_FIELDS = ["turn", "turn_index", "action", "planner", "target", "category_i
 def _generator_fields(params: Params, name: str) -> dict:
     """Checkpoint and sampler settings of the generator, for provenance ('' when no edit)."""
     if not name:
-        return {"model": "", "revision": "", "family": "", "steps": 0, "guidance": 0.0, "strength": 0.0,
-                "scheduler": "", "resolution": 0}
+        return {"model": "", "revision": "", "prior": "", "prior_revision": "", "variant": "", "family": "",
+                "steps": 0, "guidance": 0.0, "strength": 0.0, "scheduler": "", "resolution": 0}
     gen = params.generator(name)
-    return {"model": gen.model, "revision": gen.revision or "", "family": gen.family, "steps": gen.steps,
-            "guidance": gen.guidance, "strength": gen.strength, "scheduler": gen.scheduler or "",
+    return {"model": gen.model, "revision": gen.revision or "", "prior": gen.prior or "",
+            "prior_revision": gen.prior_revision or "", "variant": gen.variant or "", "family": gen.family,
+            "steps": gen.steps, "guidance": gen.guidance, "strength": gen.strength, "scheduler": gen.scheduler or "",
             "resolution": gen.resolution}
 
 

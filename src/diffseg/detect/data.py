@@ -1,0 +1,80 @@
+"""Torch datasets over an assembled dataset folder: images, label maps and image-level labels.
+
+Items are resized to a square ``image_size`` (bilinear for images, nearest for labels) so batches
+stack; the ``binary`` task maps every generator class k > 0 to 1. Images are read lazily, one item
+at a time, so memory does not grow with the dataset.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from diffseg import records
+
+TASKS = ("binary", "attribution")
+
+
+def task_classes(classes: list[str], task: str) -> list[str]:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return ["authentic", "edited"] if task == "binary" else list(classes)
+
+
+def to_task(label: np.ndarray, task: str) -> np.ndarray:
+    return (label > 0).astype(np.int64) if task == "binary" else label.astype(np.int64)
+
+
+def prepare(image: np.ndarray, label: np.ndarray | None, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An RGB uint8 image (and its label map) as tensors at ``size`` x ``size``."""
+    pixels = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    x = torch.from_numpy(pixels / 255.0).permute(2, 0, 1).contiguous()
+    if label is None:
+        return x, None
+    y = np.asarray(Image.fromarray(label).resize((size, size), Image.Resampling.NEAREST))
+    return x, torch.from_numpy(y.astype(np.int64))
+
+
+class SegmentationSet(Dataset):
+    """Items of one or more splits of ``root``: (image, target, image_id).
+
+    ``keep`` optionally filters the manifest rows (e.g. cross-generator tests drop a generator);
+    ``distort`` optionally transforms the uint8 image before resizing (robustness tests).
+    """
+
+    def __init__(self, root: Path, splits: list[str], task: str, image_size: int,
+                 keep: Callable[[pd.DataFrame], pd.Series] | None = None,
+                 distort: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.data = records.StateDir(root)
+        manifest = self.data.manifest()
+        manifest = manifest[manifest["split"].isin(splits)]
+        if keep is not None:
+            manifest = manifest[keep(manifest)]
+        self.items = manifest.sort_values("image_id").reset_index(drop=True)
+        self.classes = records.read_json(Path(root) / "classes.json")
+        self.task, self.image_size, self.distort = task, image_size, distort
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image_ids(self) -> list[str]:
+        return list(self.items["image_id"])
+
+    def is_edited(self) -> np.ndarray:
+        return (self.items["n_edits"] > 0).to_numpy()
+
+    def __getitem__(self, index: int):
+        image_id = self.items.at[index, "image_id"]
+        image = self.data.image(image_id)
+        label = records.read_gray(self.data.label_path(image_id))
+        if self.distort is not None:
+            image = self.distort(image)
+            if image.shape[:2] != label.shape:
+                label = np.asarray(Image.fromarray(label).resize(image.shape[1::-1], Image.Resampling.NEAREST))
+        x, y = prepare(image, to_task(label, self.task).astype(np.uint8), self.image_size)
+        return x, y, image_id
