@@ -17,6 +17,13 @@ def test_repository_params_load():
     assert p.final_state == "data/turns/t3/state"
 
 
+def test_paper_profile_loads_with_the_eight_generators():
+    p = params.load(ROOT / "configs" / "paper.yaml")
+    assert p.classes == ["authentic", "sd2", "sdxl", "flux", "sd3", "glide", "kolors", "hunyuan", "kandinsky"]
+    assert p.source.kind == "coco" and not p.twins.families and not p.twins.clip
+    assert all(d.encoder_weights == "imagenet" for d in p.detect.detectors.values())
+
+
 @pytest.mark.parametrize("override, key", [
     ({"filter": {"min_chnage": 1.0}}, "filter.min_chnage"),  # unknown key (typo)
     ({"seed": "zero"}, "seed"),  # wrong type
