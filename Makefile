@@ -16,3 +16,8 @@ repro: setup
 
 test: setup
 	python -m pytest
+
+.PHONY: check-metrics
+# After `make repro`: the reproduced metrics against the committed ones (README, "Committed results").
+check-metrics: setup
+	diffseg check-metrics

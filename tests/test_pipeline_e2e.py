@@ -1,9 +1,10 @@
 """End to end: `dvc repro` of the offline profile in a temporary clone, then the dataset invariants.
 
-One clone serves every check, in order: the full run (generation and benchmark), the dataset
-contracts, the benchmark outputs and plots, a no-op second run, a robustness-level change that must
-re-run only `robustness@*` and `report`, and a filter-threshold change that must re-run the filters and
-what follows but no earlier edit.
+One clone serves every check, in order: the full run (generation and benchmark), its metrics against
+the committed ones (`diffseg check-metrics`, the CI reproduction check), the dataset contracts, the
+benchmark outputs and plots, a no-op second run, a robustness-level change that must re-run only
+`robustness@*` and `report`, and a filter-threshold change that must re-run the filters and what
+follows but no earlier edit.
 """
 from __future__ import annotations
 
@@ -59,6 +60,29 @@ def test_dag_chains_the_turns(clone):
              "edit@t3", "filter@t3", "assemble"]
     for a, b in zip(chain, chain[1:]):
         assert re.search(rf'"{re.escape(a)}"\s*->\s*"{re.escape(b)}"', edges), f"missing edge {a} -> {b}"
+
+
+def test_reproduction_matches_committed_metrics(clone, tmp_path):
+    """The from-scratch run gives the committed numbers; a tampered committed copy is caught.
+
+    Runs before any test below changes params (tests run in file order).
+    """
+    dest, env, _ = clone
+    check = subprocess.run(["diffseg", "check-metrics"], cwd=dest, env=env, capture_output=True, text=True)
+    assert check.returncode == 0, f"the reproduction differs from the committed metrics:\n{check.stdout}{check.stderr}"
+    assert "metric files match HEAD" in check.stdout
+
+    committed = tmp_path / "committed"  # the clone's commit, as a temporary clone with one value changed
+    _sh(["git", "clone", "-q", str(dest), str(committed)], tmp_path, env)
+    dataset = committed / "metrics" / "dataset.json"
+    stats = records.read_json(dataset)
+    stats["dataset"]["n_edits"] += 1
+    records.write_json(dataset, stats)
+    tampered = subprocess.run(["diffseg", "check-metrics", "--reference", str(committed)], cwd=dest, env=env,
+                              capture_output=True, text=True)
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    n_edits = stats["dataset"]["n_edits"]
+    assert f"metrics/dataset.json dataset.n_edits: committed {n_edits}, reproduced {n_edits - 1}" in tampered.stdout
 
 
 def test_dataset_invariants(clone):

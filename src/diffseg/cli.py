@@ -5,7 +5,8 @@ the run before any work, naming the key. DVC runs these from the repository root
 
     diffseg source            # data/source
     diffseg twins             # models/twins
-    diffseg propose t1        # data/turns/t1/plan
+    diffseg propose t1        # data/turns/t1/plan, metrics/annotation_quality/t1.json
+    diffseg annotation_quality  # metrics/annotation_quality.json and .md (every turn's summary)
     diffseg edit t1           # data/turns/t1/edit
     diffseg filter t1         # data/turns/t1/state
     diffseg assemble          # data/dataset, metrics/dataset.json
@@ -16,6 +17,12 @@ the run before any work, naming the key. DVC runs these from the repository root
     diffseg baseline cnnspot  # models/baselines/cnnspot, metrics/baselines/cnnspot.json (also: univfd)
     diffseg predict photo.jpg # ./photo_pred.png: a trained detector's overlay on any image
     diffseg official          # the official release (official.path) into detect.dataset
+
+Tools that need no ``params.yaml`` (they work on the repository and its outputs)::
+
+    diffseg check-metrics     # the reproduced metrics against the committed ones (exit 1 on a difference)
+    diffseg profile paper     # params.yaml <- configs/paper.yaml (or offline); no name: show the current one
+    diffseg export            # data/dataset as a Hugging Face datasets folder in data/export
 """
 from __future__ import annotations
 
@@ -38,13 +45,21 @@ def _source(p: params_mod.Params, args) -> None:
 def _twins(p: params_mod.Params, args) -> None:
     from diffseg.edit import twins
 
-    twins.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip)
+    twins.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip, vlm=p.twins.vlm)
 
 
 def _propose(p: params_mod.Params, args) -> None:
     from diffseg.propose import stage
 
-    stage.run(p, args.turn, records.turn_dir(args.turn, "plan"))
+    stage.run(p, args.turn, records.turn_dir(args.turn, "plan"),
+              Path("metrics/annotation_quality") / f"{args.turn}.json")
+
+
+def _annotation_quality(p: params_mod.Params, args) -> None:
+    from diffseg.propose import annotation_quality
+
+    annotation_quality.run(p, Path("metrics/annotation_quality"), Path("metrics/annotation_quality.json"),
+                           Path("metrics/annotation_quality.md"))
 
 
 def _edit(p: params_mod.Params, args) -> None:
@@ -120,10 +135,36 @@ def _info(p: params_mod.Params, args) -> None:
                       "generators": {g.name: g.model for g in p.edit.generators}}, indent=2))
 
 
-COMMANDS = {"source": _source, "twins": _twins, "propose": _propose, "edit": _edit, "filter": _filter,
+COMMANDS = {"source": _source, "twins": _twins, "propose": _propose, "annotation_quality": _annotation_quality,
+            "edit": _edit, "filter": _filter,
             "assemble": _assemble, "train": _train, "evaluate": _evaluate, "robustness": _robustness,
             "crossgen": _crossgen, "baseline": _baseline, "predict": _predict, "official": _official,
             "report": _report, "info": _info}
+
+
+def _check_metrics(args) -> int:
+    from diffseg import repro_check
+
+    return repro_check.main(Path(args.repo), args.rev, Path(args.reference) if args.reference else None)
+
+
+def _profile(args) -> int:
+    from diffseg import profile
+
+    if args.save and args.name:
+        raise UserError("profile: give a profile to switch to, or --save NAME, not both")
+    return profile.main(args.name, args.force, args.save)
+
+
+def _export(args) -> int:
+    from diffseg.dataset import export
+
+    export.run(Path(args.dataset), Path(args.out))
+    return 0
+
+
+# Tools: no params.yaml needed; each returns the exit status.
+TOOLS = {"check-metrics": _check_metrics, "profile": _profile, "export": _export}
 PER_TURN = {"propose", "edit", "filter"}
 PER_DETECTOR = {"train", "evaluate", "robustness"}
 
@@ -146,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("image", help="any image file")
             cmd.add_argument("--detector", help="trained detector (default: the first of 'detect.detectors')")
             cmd.add_argument("--out", help="overlay PNG (default: ./<image stem>_pred.png)")
+    _add_tools(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command in TOOLS:
+            return TOOLS[args.command](args)
         p = params_mod.load(args.params)
         if args.command in PER_TURN and args.turn not in p.turns:
             raise params_mod.ParamsError(f"turn '{args.turn}' is not in params 'turns' ({', '.join(p.turns)})")
@@ -161,6 +205,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffseg {args.command}: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _add_tools(sub) -> None:
+    check = sub.add_parser("check-metrics", help="compare the reproduced metrics with the committed ones")
+    check.add_argument("--rev", default="HEAD", help="commit holding the expected metrics (default: HEAD)")
+    check.add_argument("--reference", help="compare with this folder (laid out like the repository) instead")
+    check.add_argument("--repo", default=".", help="repository root (default: .)")
+    prof = sub.add_parser("profile", help="switch params.yaml to configs/<name>.yaml")
+    prof.add_argument("name", nargs="?", help="profile: a file name in configs/ without .yaml (none: show)")
+    prof.add_argument("--force", action="store_true", help="overwrite a params.yaml that matches no profile")
+    prof.add_argument("--save", metavar="NAME", help="save params.yaml as configs/NAME.yaml instead")
+    exp = sub.add_parser("export", help="the dataset as a Hugging Face datasets folder")
+    exp.add_argument("--dataset", default=str(records.DATASET_DIR), help="assembled dataset (default: %(default)s)")
+    exp.add_argument("--out", default="data/export", help="output folder (default: %(default)s)")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,47 @@ class Turn:
 
 
 @dataclass
+class VLM:
+    """A vision-language chat model (Qwen2.5-VL) and how to run it; shared by the planner and the judge."""
+    backend: str = "transformers"  # transformers: run the model | replay: answers read from a JSONL transcript
+    model: str = "models/twins/qwen2_5_vl"  # hub id or folder (Qwen/Qwen2.5-VL-7B-Instruct at paper scale)
+    revision: Optional[str] = None  # pinned hub revision; None for local folders
+    replay: Optional[str] = None  # the transcript the replay backend answers from (a stage's transcript.jsonl)
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    batch_size: int = 4  # prompts, with their images, per generate call
+    max_new_tokens: int = 512
+    max_pixels: int = 1003520  # images are downscaled to at most this many pixels before the model sees them
+
+
+@dataclass
+class PlannerVLM(VLM):
+    n_candidates: int = 3  # candidate edits asked for per image, tried in order
+    max_history: int = 6  # most recent earlier edits of the image shown to the model
+    # What an image gets when the VLM yields no usable plan: none (the failure is recorded) or
+    # annotations (the annotations planner's plan, with the VLM's failure kept as the row's reason).
+    fallback: str = "none"
+
+
+@dataclass
+class Grounding:
+    """Target phrase -> mask: Grounding DINO boxes, then SAM masks from those boxes."""
+    segmenter: str = "grounded_sam"  # grounded_sam | annotations (the state's instance masks: an oracle)
+    detector: str = "models/twins/grounding_dino"  # hub id or folder (IDEA-Research/grounding-dino-base)
+    detector_revision: Optional[str] = None
+    sam_type: str = "vit_twin"  # a segment_anything.sam_model_registry key (vit_h at paper scale)
+    sam_checkpoint: str = "models/twins/sam/sam_vit_twin.pth"  # a local .pth file (Meta's download)
+    device: str = "auto"
+    box_threshold: float = 0.35  # Grounding DINO box confidence needed to accept a box
+    text_threshold: float = 0.25  # token confidence needed for the box's phrase
+    batch_size: int = 4  # (image, phrase) pairs per Grounding DINO forward
+    fill_holes: bool = True  # SAM masks of textured objects have pinholes the inpainter would keep
+    match_iou: float = 0.5  # an annotated instance counts as the target from this IoU with the mask on
+
+
+@dataclass
 class Propose:
-    planner: str = "annotations"
+    planner: str = "annotations"  # annotations | vlm
     # Probability that an image receives 0, 1, ..., T edits; 0 keeps never-edited negatives.
     turn_weights: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
     action_weights: dict[str, float] = field(
@@ -65,6 +104,8 @@ class Propose:
     min_area: float = 0.01  # mask area bounds as a fraction of the image
     max_area: float = 0.45
     add_size: list[float] = field(default_factory=lambda: [0.15, 0.35])  # side of an added object, fraction
+    vlm: PlannerVLM = field(default_factory=PlannerVLM)  # planner: vlm only
+    grounding: Grounding = field(default_factory=Grounding)  # planner: vlm only
 
 
 @dataclass
@@ -99,14 +140,25 @@ class Twins:
     out: str = "models/twins"
     families: list[str] = field(default_factory=list)
     clip: bool = False  # also build the CLIP image-encoder twin the univfd baseline probes
+    vlm: bool = False  # also build the Qwen2.5-VL, Grounding DINO and SAM twins of the vlm planner and judge
+
+
+@dataclass
+class JudgeVLM(VLM):
+    max_new_tokens: int = 128
+    min_realism: int = 3  # rubric scores are 1..5; an edit needs at least these to be accepted
+    min_instruction: int = 3
+    on_failure: str = "reject"  # reject | accept an edit whose judge answer stays unusable after the retry
 
 
 @dataclass
 class Filter:
+    judge: str = "heuristics"  # heuristics | vlm (the heuristics first, then Qwen2.5-VL on what passed)
     min_area: float = 0.005
     max_area: float = 0.6
     min_change: float = 2.0  # mean absolute change inside the mask, in 8-bit levels
     black_level: float = 3.0  # a generated region darker than this on average is a black output
+    vlm: JudgeVLM = field(default_factory=JudgeVLM)  # judge: vlm only
 
 
 @dataclass
@@ -280,7 +332,7 @@ def _check(p: Params) -> None:
     _require(set(p.propose.action_weights) <= set(ACTIONS), "propose.action_weights",
              f"actions must be among {ACTIONS}")
     _weights(list(p.propose.action_weights.values()), "propose.action_weights")
-    _require(p.propose.planner == "annotations", "propose.planner", "must be 'annotations'")
+    _require(p.propose.planner in ("annotations", "vlm"), "propose.planner", "must be 'annotations' or 'vlm'")
     _require(0 <= p.propose.mask_dilation <= 64, "propose.mask_dilation", "must be within [0, 64]")
     _fraction_pair(p.propose.min_area, p.propose.max_area, "propose")
     lo, hi = (p.propose.add_size + [0, 0])[:2]
@@ -311,6 +363,7 @@ def _check(p: Params) -> None:
     _fraction_pair(p.filter.min_area, p.filter.max_area, "filter")
     _require(p.filter.min_change >= 0, "filter.min_change", "must be >= 0")
     _require(0 <= p.filter.black_level < 255, "filter.black_level", "must be within [0, 255)")
+    _check_vlm_stages(p)
 
     _require(set(p.assemble.splits) == {"train", "val", "test"}, "assemble.splits",
              "must name exactly train, val and test")
@@ -319,6 +372,41 @@ def _check(p: Params) -> None:
     _check_detect(p)
     _check_baselines(p)
     _check_official(p)
+
+
+def _check_vlm(v: VLM, key: str) -> None:
+    _require(v.backend in ("transformers", "replay"), f"{key}.backend", "must be 'transformers' or 'replay'")
+    _require(v.backend != "replay" or bool(v.replay), f"{key}.replay", "the replay backend needs a JSONL transcript")
+    _require(bool(v.model), f"{key}.model", "must name a hub id or a folder")
+    _require(v.device in ("auto", "cpu", "cuda", "mps"), f"{key}.device", "must be auto, cpu, cuda or mps")
+    _require(v.dtype in ("auto", "float32", "float16", "bfloat16"), f"{key}.dtype",
+             "must be auto, float32, float16 or bfloat16")
+    for name in ("batch_size", "max_new_tokens"):
+        _require(getattr(v, name) >= 1, f"{key}.{name}", "must be >= 1")
+    _require(v.max_pixels >= 28 * 28, f"{key}.max_pixels", "must be >= 784 (one 28 x 28 patch)")
+
+
+def _check_vlm_stages(p: Params) -> None:
+    pv, g, j = p.propose.vlm, p.propose.grounding, p.filter.vlm
+    _check_vlm(pv, "propose.vlm")
+    _require(1 <= pv.n_candidates <= 10, "propose.vlm.n_candidates", "must be within [1, 10]")
+    _require(pv.max_history >= 0, "propose.vlm.max_history", "must be >= 0")
+    _require(pv.fallback in ("none", "annotations"), "propose.vlm.fallback", "must be 'none' or 'annotations'")
+    _require(g.segmenter in ("grounded_sam", "annotations"), "propose.grounding.segmenter",
+             "must be 'grounded_sam' or 'annotations'")
+    _require(bool(g.detector), "propose.grounding.detector", "must name a hub id or a folder")
+    _require(bool(g.sam_type), "propose.grounding.sam_type", "must be a segment_anything.sam_model_registry key")
+    _require(bool(g.sam_checkpoint), "propose.grounding.sam_checkpoint", "must name a .pth file")
+    _require(g.device in ("auto", "cpu", "cuda", "mps"), "propose.grounding.device", "must be auto, cpu, cuda or mps")
+    for name in ("box_threshold", "text_threshold"):
+        _require(0.0 <= getattr(g, name) <= 1.0, f"propose.grounding.{name}", "must be within [0, 1]")
+    _require(0.0 < g.match_iou <= 1.0, "propose.grounding.match_iou", "must be within (0, 1]")
+    _require(g.batch_size >= 1, "propose.grounding.batch_size", "must be >= 1")
+    _require(p.filter.judge in ("heuristics", "vlm"), "filter.judge", "must be 'heuristics' or 'vlm'")
+    _check_vlm(j, "filter.vlm")
+    for name in ("min_realism", "min_instruction"):
+        _require(1 <= getattr(j, name) <= 5, f"filter.vlm.{name}", "rubric scores are 1..5")
+    _require(j.on_failure in ("reject", "accept"), "filter.vlm.on_failure", "must be 'reject' or 'accept'")
 
 
 def _check_detect(p: Params) -> None:

@@ -300,8 +300,9 @@ def build(family: str, seed: int) -> dict:
     return made if isinstance(made, dict) else {family: made}
 
 
-def run(seed: int, families: list[str], out_dir: Path, clip: bool = False) -> pd.DataFrame:
-    """Save the twin of every family (and, with ``clip``, the CLIP image encoder UnivFD probes) in ``out_dir``."""
+def run(seed: int, families: list[str], out_dir: Path, clip: bool = False, vlm: bool = False) -> pd.DataFrame:
+    """Save the twin of every family (and, with ``clip``, the CLIP image encoder UnivFD probes; with ``vlm``, the
+    Qwen2.5-VL, Grounding DINO and SAM of the vlm planner and judge) in ``out_dir``."""
     unknown = [f for f in families if f not in BUILDERS]
     if unknown:
         raise ValueError(f"twins.families: no twin builder for {unknown} (known: {', '.join(BUILDERS)})")
@@ -322,6 +323,10 @@ def run(seed: int, families: list[str], out_dir: Path, clip: bool = False) -> pd
         rows.append({"family": "clip", "pipeline": "CLIPVisionModelWithProjection", "folder": "clip",
                      "parameters": 0, "status": records.OK, "reason": ""})
         print("twins: clip: CLIPVisionModelWithProjection (UnivFD's image encoder)")
+    if vlm:
+        from diffseg.propose.vlm_twins import build_vlm_twins
+
+        rows.extend(build_vlm_twins(out_dir, seed))
     manifest = pd.DataFrame(rows)
     records.write_table(out_dir / records.MANIFEST, manifest)
     return manifest

@@ -4,6 +4,10 @@ A rejected (or failed) edit leaves the image, label and turn mask exactly as bef
 state's ``history.parquet`` gains one provenance row per image for this turn (plan, generator,
 checkpoint, sampler settings, seed, scores, decision, reason), and ``annotations.json`` follows the
 accepted edits: a removed instance is dropped, an added object becomes a new instance.
+
+With ``filter.judge: vlm`` the edits that pass the heuristics are then scored by Qwen2.5-VL
+(:mod:`judge`): its scores, raw answers and reason join the history row, and every answer is kept in
+``judge_transcript.jsonl`` (replayable with ``filter.vlm.backend: replay``).
 """
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from diffseg import masks, records
+from diffseg.filter import judge
 from diffseg.filter.heuristics import decide, score
 from diffseg.params import Params
+from diffseg.propose import vlm
 
 ACCEPTED, REJECTED, NO_EDIT = "accepted", "rejected", "none"
 
@@ -30,18 +36,22 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     prev = records.StateDir(params.turns[turn].prev)
     plan = records.PlanDir(records.turn_dir(turn, "plan"))
     edit = records.StateDir(records.turn_dir(turn, "edit"))
-    out = records.StateDir(records.fresh_dir(out_dir))
     plans = plan.manifest().set_index("image_id")
     edits = edit.manifest().set_index("image_id")
     coco = prev.annotations()
+    backend = None
+    if params.filter.judge == "vlm":  # bad model settings stop the stage before the previous output is replaced
+        backend = vlm.create(params.filter.vlm, "filter.vlm")
+        backend.load()
+    out = records.StateDir(records.fresh_dir(out_dir))
 
-    history, decided = [], {}
+    history, decided, source_of, to_judge = [], {}, {}, []
     for image_id in tqdm(prev.ok_ids(), desc=f"filter@{turn}", unit="img"):
         p = plans.loc[image_id]
         row = {"image_id": image_id, **{k: p[k] for k in _PLAN_FIELDS}, **_generator_fields(params, p["generator"]),
                "mask_area": float(p["mask_area"]), "change_in_mask": 0.0, "brightness_in_mask": 0.0,
                "changed_outside_mask": 0.0}
-        source = prev
+        source_of[image_id] = prev
         if p["status"] != records.OK:
             row.update(decision=NO_EDIT, reason=p["reason"])
         elif image_id not in edits.index or edits.loc[image_id, "status"] != records.OK:
@@ -53,10 +63,25 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
             accepted, reason = decide(scores, params.filter)
             row.update(scores, decision=ACCEPTED if accepted else REJECTED, reason=reason)
             if accepted:
-                source = edit
-        _copy_item(source, out, image_id)
+                source_of[image_id] = edit
+                to_judge.append(image_id)
         decided[image_id] = row
         history.append(row)
+
+    if backend is not None:
+        try:
+            verdicts, transcript = judge.judge(params, turn, backend, to_judge, plans, prev, edit)
+        finally:
+            backend.unload()
+        vlm.write_transcript(out.root / judge.TRANSCRIPT, transcript)
+        for image_id, row in decided.items():
+            verdict = verdicts.get(image_id, {})
+            row.update({k: verdict.get(k, v) for k, v in judge.NOT_JUDGED.items()})
+            if verdict:
+                row.update(decision=ACCEPTED if verdict["accepted"] else REJECTED, reason=verdict["reason"])
+                source_of[image_id] = edit if verdict["accepted"] else prev
+    for image_id in decided:
+        _copy_item(source_of[image_id], out, image_id)
 
     records.write_json(out.root / records.ANNOTATIONS, _updated_annotations(coco, plans, decided, plan, turn_index))
     new_history = pd.DataFrame(history)
@@ -111,7 +136,8 @@ def _updated_annotations(coco: dict, plans: pd.DataFrame, decided: dict, plan: r
             ann = dict(ann, attribute=plans.loc[image_id, "attribute"])
         anns.append(ann)
     for image_id in sorted(accepted):
-        if plans.loc[image_id, "action"] != "add":
+        # An added object of no known category (a vlm plan's free-text target) is labelled, not annotated.
+        if plans.loc[image_id, "action"] != "add" or int(plans.loc[image_id, "category_id"]) < 0:
             continue
         mask = plan.mask(image_id)
         coco_id = int(image_id)

@@ -3,6 +3,9 @@
 Per image it draws how many turns the image gets (0 keeps a never-edited negative), then per turn an
 action among the feasible ones, a target (an existing instance, or a free region for *add*), a mask,
 prompts from :mod:`templates`, a generator and a seed. Every draw is keyed by (seed, image, turn).
+
+The turn budget (:func:`planned_turns`), the free-region finder and the tail every plan shares (area
+bounds, generator, seed: :func:`finish_plan`) are used by the ``vlm`` planner too.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def plan_image(params: Params, image_id: str, turn_index: int, shape: tuple[int,
     action = str(actions[rng.choice(len(actions), p=weights / weights.sum())])
 
     if action == "add":
-        placed = _free_region(rng, shape, instances, cfg.add_size)
+        placed = free_region(rng, shape, instances, cfg.add_size)
         if placed is None:
             return Plan(reason="no free region for an added object")
         mask = placed
@@ -77,20 +80,36 @@ def plan_image(params: Params, image_id: str, turn_index: int, shape: tuple[int,
             attribute = templates.new_attribute(category, rng)
             prompt, negative = templates.change_prompt(category, attribute)
 
-    area = float(mask.sum() / n_pixels)
+    return finish_plan(params, rng, image_id, turn_index, action, mask, {
+        "target": category, "category_id": cat_id, "ann_id": ann_id, "attribute": attribute,
+        "prompt": prompt, "negative_prompt": negative})
+
+
+def area_problem(mask: np.ndarray, cfg) -> str:
+    """Why ``mask`` is outside the area bounds of ``cfg`` (``propose``), or '' when it is within them."""
+    area = float(mask.sum() / mask.size)
     if not cfg.min_area <= area <= cfg.max_area:
-        return Plan(reason=f"mask area {area:.3f} outside [{cfg.min_area}, {cfg.max_area}]")
+        return f"mask area {area:.3f} outside [{cfg.min_area}, {cfg.max_area}]"
+    return ""
+
+
+def finish_plan(params: Params, rng: np.random.Generator, image_id: str, turn_index: int, action: str,
+                mask: np.ndarray, fields: dict) -> Plan:
+    """What every planner does once it has an action, a mask and prompts: the area bounds, then a generator
+    drawn from ``rng`` and the edit's keyed seed. ``fields`` holds target, category_id, ann_id, attribute,
+    prompt and negative_prompt."""
+    problem = area_problem(mask, params.propose)
+    if problem:
+        return Plan(reason=problem)
     generators = params.edit.generators
     generator = generators[rng.integers(len(generators))].name
     return Plan(action=action, mask=mask, fields={
-        "target": category, "category_id": cat_id, "ann_id": ann_id, "attribute": attribute,
-        "prompt": prompt, "negative_prompt": negative, "generator": generator,
-        "seed": keyed_seed(params.seed, "edit", image_id, turn_index) % (1 << 32), "mask_area": area,
-    })
+        **fields, "generator": generator, "seed": keyed_seed(params.seed, "edit", image_id, turn_index) % (1 << 32),
+        "mask_area": float(mask.sum() / mask.size)})
 
 
-def _free_region(rng: np.random.Generator, shape: tuple[int, int], instances: list[dict],
-                 size_range: list[float]) -> np.ndarray | None:
+def free_region(rng: np.random.Generator, shape: tuple[int, int], instances: list[dict],
+                size_range: list[float]) -> np.ndarray | None:
     """An elliptical mask where an object can be added, overlapping existing instances the least."""
     height, width = shape
     occupied = np.zeros(shape, bool)
