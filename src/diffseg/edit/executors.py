@@ -5,6 +5,7 @@ generated images. Both executors receive the same batches, so the output is the 
 (batched float arithmetic differs from unbatched: the batch composition must not depend on the
 executor). With Ray, one actor per worker holds one generator at a time; each generator's batches
 form one or more contiguous shards, and an idle actor takes the next shard, loading its generator.
+Actors run torch with the driver's thread count: on the CPU another count changes the last bits.
 
     edit.executor: ray
     edit.ray: {address: null, num_workers: 4, num_cpus: 4, num_gpus: 1}
