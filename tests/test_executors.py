@@ -118,3 +118,13 @@ def test_ray_address_from_the_environment(workdir, capsys, monkeypatch):
     write_params(workdir, {"edit": {"executor": "ray"}})
     assert cli.main(["edit", "t1"]) == 2
     assert "RAY_ADDRESS='127.0.0.1:1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers, sizes", [(1, [3, 1]), (2, [3, 1]), (4, [2, 1, 1]), (8, [1, 1, 1, 1])])
+def test_shards_cut_each_generator_contiguously(workers, sizes):
+    from diffseg.edit.executors import _shards
+
+    groups = [("sd2", [0, 1, 2]), ("sdxl", [3]), ("flux", [])]
+    shards = _shards(groups, workers)
+    assert [len(s.jobs) for s in shards] == sizes
+    assert [job for s in shards for job in s.jobs] == [0, 1, 2, 3]  # every batch once, in order
