@@ -217,10 +217,11 @@ def report(overhead: list[dict], memory: list[dict], repeats: int, host: str) ->
 
 
 def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or add it), leaving other sections alone."""
+    """Replace the section of RESULTS.md that ``text`` heads (or add it), leaving other sections alone."""
+    section = text.split("\n", 1)[0]
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
+    if section in old:
+        head, rest = old.split(section, 1)
         cut = rest.find("\n## ")
         new = head + text + ("\n" + rest[cut + 1:] if cut >= 0 else "")
     else:

@@ -28,6 +28,9 @@ def test_paper_profile_loads_with_the_eight_generators():
     ({"filter": {"min_chnage": 1.0}}, "filter.min_chnage"),  # unknown key (typo)
     ({"seed": "zero"}, "seed"),  # wrong type
     ({"edit": {"batch_size": 0}}, "edit.batch_size"),  # out of range
+    ({"edit": {"executor": "dask"}}, "edit.executor"),
+    ({"edit": {"ray": {"num_workers": 0}}}, "edit.ray.num_workers"),
+    ({"edit": {"ray": {"num_gpus": -1}}}, "edit.ray.num_gpus"),
     ({"propose": {"turn_weights": [0.5, 0.5]}}, "propose.turn_weights"),  # length must be turns + 1
     ({"turns": {"t1": {"prev": "data/source"}, "t3": {"prev": "data/turns/t1/state"}}}, "turns.t3"),
     ({"final_state": "data/turns/t2/state"}, "final_state"),

@@ -127,8 +127,20 @@ class Generator:
 
 
 @dataclass
+class RayCluster:
+    """Where the ``ray`` executor runs: a running cluster, or a local one started for the stage."""
+    address: Optional[str] = None  # host:port (or ray://host:port); None: RAY_ADDRESS if set, else start locally
+    num_workers: int = 2  # actors; each holds one generator at a time
+    num_cpus: float = 1.0  # per actor: what Ray reserves (torch threads follow the driver, for identical bytes)
+    num_gpus: float = 0.0  # per actor; 1 gives each actor a GPU of its own
+
+
+@dataclass
 class Edit:
     batch_size: int = 4
+    # inprocess: one process, generator after generator | ray: actors on a Ray cluster (same output, byte for byte)
+    executor: str = "inprocess"
+    ray: RayCluster = field(default_factory=RayCluster)
     device: str = "auto"  # auto | cpu | cuda | mps
     cpu_offload: bool = False  # CUDA only: each model moves to the GPU just for its forward pass
     vae_tiling: bool = False  # decode (and encode) large images and batches in tiles and slices
@@ -341,6 +353,12 @@ def _check(p: Params) -> None:
 
     _require(p.edit.batch_size >= 1, "edit.batch_size", "must be >= 1")
     _require(p.edit.device in ("auto", "cpu", "cuda", "mps"), "edit.device", "must be auto, cpu, cuda or mps")
+    _require(p.edit.executor in ("inprocess", "ray"), "edit.executor", "must be 'inprocess' or 'ray'")
+    r = p.edit.ray
+    _require(r.address is None or r.address.strip() != "", "edit.ray.address", "must be host:port, or null")
+    _require(1 <= r.num_workers <= 4096, "edit.ray.num_workers", "must be within [1, 4096]")
+    _require(r.num_cpus > 0, "edit.ray.num_cpus", "must be > 0")
+    _require(r.num_gpus >= 0, "edit.ray.num_gpus", "must be >= 0")
     _require(len(p.edit.generators) >= 1, "edit.generators", "at least one generator is needed")
     _require(len(p.edit.generators) <= 255, "edit.generators", "at most 255 generators fit a uint8 label")
     seen = set()

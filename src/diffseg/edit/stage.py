@@ -5,12 +5,19 @@ is mapped back to the image's own size and composited so that every pixel outsid
 bit-identical to the previous state. The label map (last editor wins) and the per-turn mask are
 updated exactly on the mask.
 
+Batches run on an executor (:mod:`diffseg.edit.executors`: in-process, or Ray actors) and are
+journaled as they finish (:mod:`diffseg.edit.journal`), so a killed run resumes; the output folder is
+assembled from the journal at the end, the same bytes whichever executor ran and however often the
+run was interrupted.
+
 Output (``data/turns/<turn>/edit``): ``images/``, ``labels/``, ``turnmasks/`` of edited items and
 ``manifest.parquet`` (one row per planned edit; ``failed`` rows carry the reason, e.g. NaN output).
 """
 from __future__ import annotations
 
-import time
+import dataclasses
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from diffseg import masks, records
-from diffseg.edit import families
+from diffseg.edit import executors, families, journal
 from diffseg.params import Params
 
 
@@ -37,48 +44,108 @@ def check_generators(params: Params, names: set[str]) -> list[families.Family]:
     return adapters
 
 
+@dataclass
+class Job:
+    """One batch: the unit of generation, of journaling and of resumption."""
+    index: int  # position in the turn's batch order (the journal's key)
+    generator: str
+    size: tuple[int, int]  # the generator's native (width, height) for these images
+    rows: list[dict]  # plan rows
+
+
+@dataclass
+class Inputs:
+    """What one pipeline call needs; an executor may ship it to another process or machine."""
+    befores: list[np.ndarray]
+    masks: list[np.ndarray]
+    prompts: list[str]
+    negative_prompts: list[str]
+    seeds: list[int]
+
+
 def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
+    executor = executors.create(params.edit, f"edit@{turn}")  # a bad cluster address stops here, before work
     turn_index = params.turn_names.index(turn) + 1
     prev = records.StateDir(params.turns[turn].prev)
     plan = records.PlanDir(records.turn_dir(turn, "plan"))
     todo = plan.manifest()
     todo = todo[todo["status"] == records.OK].sort_values("image_id")
     class_id = {name: k for k, name in enumerate(params.classes)}
-    adapters = check_generators(params, set(todo["generator"]))  # before the previous output is replaced
+    adapters = check_generators(params, set(todo["generator"]))
+
+    groups = [(adapter.gen, _jobs(todo[todo["generator"] == adapter.gen.name], prev, adapter,
+                                  params.edit.batch_size)) for adapter in adapters]
+    all_jobs = [job for _, jobs in groups for job in jobs]
+    for index, job in enumerate(all_jobs):
+        job.index = index
+    log = journal.Journal(f"edit-{turn}", _fingerprint(params, turn_index, prev, plan, todo))
+    done = log.finished()
+    print(f"edit@{turn}: {len(all_jobs)} batch(es): {len(done & {j.index for j in all_jobs})} reused from an "
+          f"interrupted run, {len([j for j in all_jobs if j.index not in done])} to run")
+
+    def prepare(job: Job) -> Inputs:
+        return Inputs([prev.image(r["image_id"]) for r in job.rows], [plan.mask(r["image_id"]) for r in job.rows],
+                      [r["prompt"] for r in job.rows], [r["negative_prompt"] for r in job.rows],
+                      [int(r["seed"]) for r in job.rows])
+
+    def finish(job: Job, inputs: Inputs, outcome: tuple) -> None:
+        rows = _finish(job, inputs, outcome, prev, log.items, class_id[job.generator], turn_index)
+        log.record(job.index, rows, retry=outcome[0] is None)
+
+    executor.run([(gen, [j for j in jobs if j.index not in done]) for gen, jobs in groups], prepare, attempt, finish)
+
     out = records.StateDir(records.fresh_dir(out_dir))
-
-    rows = []
-    for adapter in adapters:
-        items = todo[todo["generator"] == adapter.gen.name]
-        started = time.perf_counter()
-        try:
-            adapter.load()
-            for batch_rows in _batches(items, prev, adapter, params.edit.batch_size):
-                rows.extend(_edit_batch(adapter, batch_rows, prev, plan, out, class_id[adapter.gen.name], turn_index))
-        finally:  # one generator resident at a time, also when a load fails half-way
-            adapter.unload()
-        print(f"edit@{turn}: {adapter.gen.name}: {len(items)} item(s) in {time.perf_counter() - started:.1f} s")
-
-    manifest = pd.DataFrame(rows, columns=["image_id", "turn", "generator", "class_id", "native_width",
-                                           "native_height", "status", "reason"])
+    manifest = _assemble(log, all_jobs, out)
     records.write_table(out.root / records.MANIFEST, manifest)
     records.check_failures(f"edit@{turn}", manifest["status"], params.max_item_failure)
+    log.remove()  # kept when too many items failed: a rerun with a looser threshold reuses the work
     print(f"edit@{turn}: {int((manifest['status'] == records.OK).sum())} edited, "
           f"{int((manifest['status'] == records.FAILED).sum())} failed")
     return manifest
 
 
-def _batches(items: pd.DataFrame, prev: records.StateDir, adapter: families.Family, batch_size: int):
+def _assemble(log: journal.Journal, jobs: list[Job], out: records.StateDir) -> pd.DataFrame:
+    """Copy the journaled items into ``out``, in batch order; the manifest of every planned edit."""
+    rows = [row for job in jobs for row in log.rows(job.index)]
+    for row in rows:
+        if row["status"] == records.OK:
+            for kind in ("image_path", "label_path", "turnmask_path"):
+                source = getattr(log.items, kind)(row["image_id"])
+                records.write_bytes(getattr(out, kind)(row["image_id"]), source.read_bytes())
+    return pd.DataFrame(rows, columns=["image_id", "turn", "generator", "class_id", "native_width",
+                                       "native_height", "status", "reason"])
+
+
+def _fingerprint(params: Params, turn_index: int, prev: records.StateDir, plan: records.PlanDir,
+                 todo: pd.DataFrame) -> str:
+    """Every input of the output: the files read, the generator settings, the code, the libraries."""
+    import diffusers
+    import torch
+    import transformers
+
+    settings = dataclasses.asdict(params.edit)
+    del settings["executor"], settings["ray"]  # where batches run does not change what they produce
+    package = Path(records.__file__).parent
+    code = sorted((package / "edit").glob("*.py")) + [package / "records.py", package / "masks.py"]
+    files = [p for image_id in todo["image_id"] for p in (
+        prev.image_path(image_id), prev.label_path(image_id), prev.turnmask_path(image_id), plan.mask_path(image_id))]
+    return journal.fingerprint([
+        json.dumps({"edit": settings, "turn": turn_index, "classes": params.classes,
+                    "device": families.pick_device(params.edit.device), "threads": torch.get_num_threads(),
+                    "versions": [torch.__version__, diffusers.__version__, transformers.__version__]},
+                   sort_keys=True, default=str),
+        plan.root / records.MANIFEST, *code, *files])
+
+
+def _jobs(items: pd.DataFrame, prev: records.StateDir, adapter: families.Family, batch_size: int) -> list[Job]:
     """Rows grouped by native size (one pipeline call needs one size), then cut into batches."""
     by_size: dict[tuple[int, int], list[dict]] = {}
     for row in items.to_dict("records"):
         with Image.open(prev.image_path(row["image_id"])) as img:
             size = adapter.native_size(*img.size)
         by_size.setdefault(size, []).append(row)
-    for size in sorted(by_size):
-        group = by_size[size]
-        for start in range(0, len(group), batch_size):
-            yield group[start:start + batch_size]
+    return [Job(-1, adapter.gen.name, size, by_size[size][start:start + batch_size])
+            for size in sorted(by_size) for start in range(0, len(by_size[size]), batch_size)]
 
 
 def generate(adapter: families.Family, befores: list[np.ndarray], edit_masks: list[np.ndarray], prompts: list[str],
@@ -102,23 +169,25 @@ def generate(adapter: families.Family, befores: list[np.ndarray], edit_masks: li
     return size, backs
 
 
-def _edit_batch(adapter: families.Family, batch_rows: list[dict], prev: records.StateDir,
-                plan: records.PlanDir, out: records.StateDir, class_id: int, turn_index: int) -> list[dict]:
-    befores = [prev.image(r["image_id"]) for r in batch_rows]
-    edit_masks = [plan.mask(r["image_id"]) for r in batch_rows]
-    height, width = befores[0].shape[:2]
-    size = adapter.native_size(width, height)
-    base = [{"image_id": r["image_id"], "turn": r["turn"], "generator": adapter.gen.name, "class_id": class_id,
-             "native_width": size[0], "native_height": size[1], "status": records.OK, "reason": ""}
-            for r in batch_rows]
+def attempt(adapter: families.Family, inputs: Inputs) -> tuple[list[np.ndarray | None] | None, str]:
+    """The generated images (see :func:`generate`), or None and the reason when the pipeline call raised."""
     try:
-        _, backs = generate(adapter, befores, edit_masks, [r["prompt"] for r in batch_rows],
-                            [r["negative_prompt"] for r in batch_rows], [r["seed"] for r in batch_rows])
+        return generate(adapter, inputs.befores, inputs.masks, inputs.prompts, inputs.negative_prompts,
+                        inputs.seeds)[1], ""
     except Exception as err:  # noqa: BLE001 - one bad batch (e.g. out of memory) must not stop the stage
-        return [dict(row, status=records.FAILED, reason=f"generator error: {type(err).__name__}: {err}"[:500])
-                for row in base]
+        return None, f"generator error: {type(err).__name__}: {err}"[:500]
 
-    for row, before, mask, back in zip(base, befores, edit_masks, backs):
+
+def _finish(job: Job, inputs: Inputs, outcome: tuple, prev: records.StateDir, out: records.StateDir,
+            class_id: int, turn_index: int) -> list[dict]:
+    """Composite the batch's outputs into ``out``; its manifest rows."""
+    backs, error = outcome
+    base = [{"image_id": r["image_id"], "turn": r["turn"], "generator": job.generator, "class_id": class_id,
+             "native_width": job.size[0], "native_height": job.size[1], "status": records.OK, "reason": ""}
+            for r in job.rows]
+    if backs is None:
+        return [dict(row, status=records.FAILED, reason=error) for row in base]
+    for row, before, mask, back in zip(base, inputs.befores, inputs.masks, backs):
         if back is None:
             row.update(status=records.FAILED, reason="generator output contains NaN or Inf")
             continue
