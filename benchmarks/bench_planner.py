@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench_adapter import machine
+from bench_common import machine, write_section
 from diffseg import params as params_mod
 from diffseg.propose import grounding, vlm, vlm_planner, vlm_twins
 
@@ -130,18 +130,6 @@ def report(plan_t, same, ground_t, n_images, batch, repeats, host, params) -> st
         "- On a shared machine (see the load average) single runs vary by a factor of two: compare the medians, and "
         "rerun on an idle machine before reading more into the ratio.",
     ]) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving the other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        cut = rest.find("\n## ")
-        new = head + text + ("\n" + rest[cut + 1:] if cut >= 0 else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main() -> None:
