@@ -108,9 +108,9 @@ def report(results: dict, host: str) -> str:
     worst = max(large[" ".join(s)]["peak_mb"] / small[" ".join(s)]["peak_mb"] for s in STAGES)
     lines += ["", f"Source images: {small['n_images']} and {large['n_images']}; dataset images: "
               f"{small['n_dataset']} and {large['n_dataset']}."]
-    lines += ["", f"Largest ratio {worst:.2f} (target <= {TARGET}). Every stage reads and writes one image (or one batch) at a "
-              "time; what grows with the count is tabular (manifests, per-image scores), a few hundred bytes an "
-              "image. Most of each peak is the interpreter, torch and the models, which do not grow."]
+    lines += ["", f"Largest ratio {worst:.2f} (target <= {TARGET}). Every stage reads and writes one image (or "
+              "one batch) at a time; what grows with the count is tabular (manifests, per-image scores), a few "
+              "hundred bytes an image. Most of each peak is the interpreter, torch and the models, which do not grow."]
     return "\n".join(lines) + "\n"
 
 
