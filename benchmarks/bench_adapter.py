@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -32,6 +30,7 @@ import psutil
 import torch
 from PIL import Image
 
+from bench_common import machine, write_section
 from diffseg.edit import blended, families, twins
 from diffseg.edit.kandinsky import PRIOR_OPTIONS
 from diffseg.params import Generator
@@ -172,13 +171,6 @@ def walk_memory(twins_dir: Path, passes: int = 2) -> list[dict]:
     return rows
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB, CPU only, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-            f"load average at start {os.getloadavg()[0]:.1f}")
-
-
 def report(overhead: list[dict], memory: list[dict], repeats: int, host: str) -> str:
     lines = [SECTION, "", f"Machine: {host}. Twins at {SIZE[0]} x {SIZE[1]}, batch {BATCH}, 3 steps; median of "
              f"{repeats} alternated runs. Regenerate with `PYTHONPATH=src HF_HUB_OFFLINE=1 python "
@@ -214,19 +206,6 @@ def report(overhead: list[dict], memory: list[dict], repeats: int, host: str) ->
               f"a time. The allocator trim in `unload` returns a median {trimmed:.0f} MB per generator that plain "
               f"garbage collection leaves in the process."]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the section of RESULTS.md that ``text`` heads (or add it), leaving other sections alone."""
-    section = text.split("\n", 1)[0]
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if section in old:
-        head, rest = old.split(section, 1)
-        cut = rest.find("\n## ")
-        new = head + text + ("\n" + rest[cut + 1:] if cut >= 0 else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from bench_adapter import machine, write_section
+from bench_common import machine, write_section
 from diffseg import params as params_mod
 from diffseg import records
 from diffseg.edit import stage as edit_stage

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench_adapter import machine, write_section
+from bench_common import machine, write_section
 from diffseg import params as params_mod
 from diffseg.propose import grounding, vlm, vlm_planner, vlm_twins
 

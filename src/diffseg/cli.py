@@ -81,8 +81,11 @@ def _assemble(p: params_mod.Params, args) -> None:
 
 
 def _train(p: params_mod.Params, args) -> None:
-    from diffseg.detect import train
+    from diffseg.detect import distributed, train
 
+    if p.detect.nproc > 1 and not distributed.launched():
+        distributed.relaunch(p.detect.nproc, ["--params", args.params, "train", args.name])
+        return
     train.run(p, args.name, Path("models/detectors") / args.name, Path("metrics/train") / args.name)
 
 

@@ -201,6 +201,7 @@ class Detect:
     # drowned by the authentic majority (edits cover a few percent of the pixels).
     loss: str = "ce_dice"
     num_workers: int = 0  # DataLoader workers; 0 reads in the training process
+    nproc: int = 1  # training processes (DDP) on this machine, one GPU each; 1 = no launcher, one process
     detectors: dict[str, Detector] = field(default_factory=dict)
 
 
@@ -435,6 +436,8 @@ def _check_detect(p: Params) -> None:
         _require(getattr(d, key) >= 1, f"detect.{key}", "must be >= 1")
     _require(d.lr > 0 and d.weight_decay >= 0, "detect.lr", "lr must be > 0 and weight_decay >= 0")
     _require(d.num_workers >= 0, "detect.num_workers", "must be >= 0")
+    _require(d.nproc >= 1 and d.batch_size % d.nproc == 0, "detect.nproc",
+             f"must be >= 1 and divide detect.batch_size ({d.batch_size}): the batch is split over the processes")
     _require(d.loss in ("ce", "ce_dice"), "detect.loss", "must be 'ce' or 'ce_dice'")
     n_task = 2 if d.task == "binary" else len(p.classes)
     _require(d.class_weights is None or (len(d.class_weights) == n_task and min(d.class_weights) >= 0),

@@ -51,6 +51,9 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
     manifest = final.manifest()
     history = final.history()
     split_of = assign_splits(list(manifest["source_id"]), params.assemble.splits, params.seed)
+    # Grouped once: filtering the whole history per image would cost images x edits.
+    accepted = history[history["decision"] == "accepted"].groupby("image_id")["generator"]
+    n_edits, generators = accepted.size().to_dict(), accepted.agg(lambda g: ",".join(sorted(set(g)))).to_dict()
 
     rows = []
     for info in tqdm(manifest.to_dict("records"), desc="assemble", unit="img"):
@@ -64,10 +67,9 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
         records.write_png(out.label_path(image_id), label)
         records.write_png(out.turnmask_path(image_id), turnmask)
         counts = np.bincount(label.ravel(), minlength=len(classes))
-        edits = history[(history["image_id"] == image_id) & (history["decision"] == "accepted")]
         rows.append({**{k: info[k] for k in _SOURCE_FIELDS}, "split": split_of[info["source_id"]],
-                     "n_edits": len(edits), "edited_fraction": float(counts[1:].sum() / label.size),
-                     "generators": ",".join(sorted(set(edits["generator"]))),
+                     "n_edits": int(n_edits.get(image_id, 0)), "edited_fraction": float(counts[1:].sum() / label.size),
+                     "generators": generators.get(image_id, ""),
                      "status": records.OK, "reason": ""})
 
     images = pd.DataFrame(rows).sort_values("image_id").reset_index(drop=True)
