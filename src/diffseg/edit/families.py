@@ -16,6 +16,7 @@ The eight DiffSeg30k generators (real checkpoints in ``configs/paper.yaml``, det
 """
 from __future__ import annotations
 
+import abc
 import ctypes
 import gc
 import inspect
@@ -121,7 +122,7 @@ def release_memory() -> None:
         pass  # not glibc (macOS, musl): nothing to trim
 
 
-class Family:
+class Family(abc.ABC):
     """One editing model behind a common interface: validate, check_source, load, run, unload."""
 
     name: str = ""
@@ -158,8 +159,9 @@ class Family:
     def check_source(self) -> None:
         """Fail before any work when the model cannot be found (cheap: no weights are read)."""
 
+    @abc.abstractmethod
     def load(self) -> None:
-        raise NotImplementedError
+        """Read the weights and build the pipeline (``self.pipe``)."""
 
     @property
     def loaded(self) -> bool:
@@ -186,8 +188,9 @@ class Family:
             raise self.fail(f"returned {out.shape}, expected {expected}")
         return out
 
+    @abc.abstractmethod
     def _generate(self, batch: Batch) -> np.ndarray:
-        raise NotImplementedError
+        """The family's pipeline call on one batch, images as (B, H, W, 3) in [0, 1]."""
 
 
 class DiffusersFamily(Family):
