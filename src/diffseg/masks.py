@@ -68,3 +68,10 @@ def update_turnmask(turnmask: np.ndarray, mask: np.ndarray, turn_index: int) -> 
     out = turnmask.copy()
     out[mask] |= np.uint8(1 << (turn_index - 1))
     return out
+
+
+def ellipse(shape: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """The ellipse inscribed in ``box`` (x0, y0, x1, y1), sampled at pixel centres: an added object's region."""
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    cx, cy, rx, ry = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[2] - box[0]) / 2, (box[3] - box[1]) / 2
+    return ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1.0

@@ -123,9 +123,7 @@ def free_region(rng: np.random.Generator, shape: tuple[int, int], instances: lis
         if h >= height or w >= width:
             continue
         y0, x0 = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-        yy, xx = np.ogrid[:height, :width]
-        cy, cx = y0 + h / 2, x0 + w / 2
-        ellipse = ((yy + 0.5 - cy) / (h / 2)) ** 2 + ((xx + 0.5 - cx) / (w / 2)) ** 2 <= 1.0
+        ellipse = masks.ellipse(shape, (x0, y0, x0 + w, y0 + h))
         overlap = float((ellipse & occupied).sum() / max(ellipse.sum(), 1))
         if overlap < best_overlap:
             best, best_overlap = ellipse, overlap

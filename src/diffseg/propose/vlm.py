@@ -25,8 +25,10 @@ from PIL import Image
 from diffseg import records
 from diffseg.errors import UserError
 from diffseg.params import VLM
+from diffseg.propose import answers
 
-MAX_ANSWER_CHARS = 20_000  # a longer answer is runaway generation: cut before it reaches any parser
+# One character more than the parser accepts: runaway generation is cut here and still refused as too long.
+MAX_ANSWER_CHARS = answers.MAX_CHARS + 1
 QUOTED_CHARS = 2_000  # how much of a refused answer the correction message repeats back to the model
 
 

@@ -127,8 +127,8 @@ def _try(params: Params, turn_index: int, item: Item, c: answers.Candidate, segm
     if c.action == "add":
         if c.box is not None:
             scale = (width / item.shown[0], height / item.shown[1])
-            mask = _ellipse((height, width), [c.box[0] * scale[0], c.box[1] * scale[1], c.box[2] * scale[0],
-                                              c.box[3] * scale[1]])
+            mask = masks.ellipse((height, width), (c.box[0] * scale[0], c.box[1] * scale[1], c.box[2] * scale[0],
+                                                   c.box[3] * scale[1]))
         else:
             rng = keyed_rng(params.seed, "propose-vlm-add", item.image_id, turn_index, c.index)
             mask = free_region(rng, (height, width), item.instances, cfg.add_size)
@@ -175,13 +175,6 @@ def _category(phrase: str, instances: list[dict], params: Params) -> int:
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def _ellipse(shape: tuple[int, int], box: list[float]) -> np.ndarray:
-    """The ellipse inscribed in ``box`` (x0, y0, x1, y1): an added object's region, like the free-region finder's."""
-    yy, xx = np.ogrid[:shape[0], :shape[1]]
-    cx, cy, rx, ry = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[2] - box[0]) / 2, (box[3] - box[1]) / 2
-    return ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1.0
 
 
 def row_of(params: Params, turn_index: int, item: Item, shape: tuple[int, int], categories: dict[int, str],
