@@ -1,12 +1,18 @@
 """The params schema: the repository's params.yaml loads; bad files stop with the key named."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
+import re
 import subprocess
 import sys
+import typing
 
 import pytest
+import yaml
 
-from conftest import ROOT, write_params
+from conftest import ROOT, repo_params, write_params
 from diffseg import params
 
 
@@ -15,6 +21,14 @@ def test_repository_params_load():
     assert p.turn_names == ["t1", "t2", "t3"]
     assert p.classes[0] == "authentic" and len(p.classes) == len(p.edit.generators) + 1
     assert p.final_state == "data/turns/t3/state"
+    assert p.detect.device == "auto"
+
+
+def test_offline_profile_passes_every_check():
+    p = params.load(ROOT / "configs" / "offline.yaml")
+    assert p == params.load(ROOT / "params.yaml")
+    p.check()  # raises on any out-of-range value
+    assert p.source.kind == "offline" and p.detect.device == "auto"
 
 
 def test_paper_profile_loads_with_the_eight_generators():
@@ -22,6 +36,7 @@ def test_paper_profile_loads_with_the_eight_generators():
     assert p.classes == ["authentic", "sd2", "sdxl", "flux", "sd3", "glide", "kolors", "hunyuan", "kandinsky"]
     assert p.source.kind == "coco" and not p.twins.families and not p.twins.clip
     assert all(d.encoder_weights == "imagenet" for d in p.detect.detectors.values())
+    assert p.detect.device == "auto"
 
 
 @pytest.mark.parametrize("override, key", [
@@ -45,9 +60,190 @@ def test_bad_params_name_the_key(tmp_path, override, key):
     assert key in str(err.value)
 
 
+@functools.cache
+def _repo_params() -> dict:
+    return repo_params()
+
+
+def _params_with(folder, key, value):
+    """The repository's params.yaml with the dotted ``key`` (list items as ``[i]``) set to ``value``."""
+    data = copy.deepcopy(_repo_params())
+    *parents, last = re.findall(r"[^.\[\]]+", key)
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = value
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# One case per family of range checks: the value set, and the message it must produce (key included).
+RANGE_CASES = [
+    # choices
+    ("source.kind", "flickr", "key 'source.kind': must be 'offline' or 'coco', got 'flickr'"),
+    ("detect.device", "gpu", "key 'detect.device': must be 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"),
+    ("edit.device", "cuda:1", "key 'edit.device': must be 'auto', 'cpu', 'cuda' or 'mps', got 'cuda:1'"),
+    ("propose.vlm.dtype", "fp8",
+     "key 'propose.vlm.dtype': must be 'auto', 'float32', 'float16' or 'bfloat16', got 'fp8'"),
+    ("edit.generators[2].dtype", "half",
+     "key 'edit.generators[2].dtype': must be 'auto', 'float32', 'float16' or 'bfloat16', got 'half'"),
+    ("detect.loss", "dice", "key 'detect.loss': must be 'ce' or 'ce_dice', got 'dice'"),
+    ("filter.vlm.on_failure", "maybe", "key 'filter.vlm.on_failure': must be 'reject' or 'accept', got 'maybe'"),
+    ("official.splits.validation", "dev", "key 'official.splits.validation': must be 'train', 'val' or 'test'"),
+    ("baselines.cnnspot.weights", "imagenet", "key 'baselines.cnnspot.weights': must be null, 'IMAGENET1K_V1'"),
+    # lower bounds
+    ("detect.epochs", 0, "key 'detect.epochs': must be >= 1, got 0"),
+    ("source.n_images", 0, "key 'source.n_images': must be >= 1, got 0"),
+    ("edit.ray.num_gpus", -1, "key 'edit.ray.num_gpus': must be >= 0, got -1"),
+    ("edit.generators[0].steps", 0, "key 'edit.generators[0].steps': must be >= 1, got 0"),
+    ("detect.num_workers", -1, "key 'detect.num_workers': must be >= 0, got -1"),
+    ("propose.vlm.max_history", -1, "key 'propose.vlm.max_history': must be >= 0, got -1"),
+    ("baselines.cnnspot.image_size", 16, "key 'baselines.cnnspot.image_size': must be >= 32, got 16"),
+    ("baselines.univfd.max_iter", 0, "key 'baselines.univfd.max_iter': must be >= 1, got 0"),
+    ("filter.vlm.max_pixels", 100, "key 'filter.vlm.max_pixels': must be >= 784 (one 28 x 28 patch), got 100"),
+    ("source.min_side", 8, "key 'source.min_side': must be >= 16 and <= source.max_side (320), got 8"),
+    # closed and half-open intervals
+    ("max_item_failure", 1.5, "key 'max_item_failure': must be within [0, 1], got 1.5"),
+    ("edit.ray.num_workers", 0, "key 'edit.ray.num_workers': must be within [1, 4096], got 0"),
+    ("propose.mask_dilation", 65, "key 'propose.mask_dilation': must be within [0, 64], got 65"),
+    ("propose.vlm.n_candidates", 0, "key 'propose.vlm.n_candidates': must be within [1, 10], got 0"),
+    ("propose.grounding.box_threshold", 2.0, "key 'propose.grounding.box_threshold': must be within [0, 1], got 2.0"),
+    ("propose.grounding.match_iou", 0.0, "key 'propose.grounding.match_iou': must be within (0, 1], got 0.0"),
+    ("edit.generators[1].strength", 1.5, "key 'edit.generators[1].strength': must be within (0, 1], got 1.5"),
+    ("filter.black_level", 255.0, "key 'filter.black_level': must be within [0, 255), got 255.0"),
+    ("filter.vlm.min_realism", 6, "key 'filter.vlm.min_realism': rubric scores are 1..5, got 6"),
+    ("baselines.cnnspot.blur_jpeg_prob", 1.5, "key 'baselines.cnnspot.blur_jpeg_prob': must be within [0, 1], got 1.5"),
+    ("official.mask_values", {0: "authentic", 70000: "edited"},
+     "key 'official.mask_values.70000': must be within [0, 65535], got 70000"),
+    ("edit.ray.num_cpus", 0, "key 'edit.ray.num_cpus': must be > 0, got 0"),
+    ("baselines.univfd.probe_c", 0, "key 'baselines.univfd.probe_c': must be > 0, got 0"),
+    ("detect.lr", 0, "key 'detect.lr': lr must be > 0 and weight_decay >= 0, got 0.0 and 0.0001"),
+    # multiples
+    ("detect.image_size", 100, "key 'detect.image_size': must be a multiple of 32, >= 32, got 100"),
+    ("edit.generators[0].resolution", 100,
+     "key 'edit.generators[0].resolution': must be a multiple of 64, at least 64, got 100"),
+    ("detect.nproc", 3, "key 'detect.nproc': must be >= 1 and divide detect.batch_size (4)"),
+    # area bounds and [low, high] pairs
+    ("propose.min_area", 0.5, "key 'propose.min_area': need 0 <= min_area < max_area <= 1 (got 0.5, 0.45)"),
+    ("filter.max_area", 1.5, "key 'filter.min_area': need 0 <= min_area < max_area <= 1 (got 0.005, 1.5)"),
+    ("propose.add_size", [0.4, 0.2], "key 'propose.add_size': must be [low, high] with 0 < low <= high < 1"),
+    ("baselines.cnnspot.blur_sigma", [1.0], "key 'baselines.cnnspot.blur_sigma': must be [low, high] with 0 <="),
+    ("baselines.cnnspot.jpeg_quality", [0, 100],
+     "key 'baselines.cnnspot.jpeg_quality': must be [low, high] with 1 <= low <= high <= 100"),
+    # weights
+    ("propose.turn_weights", [0.2, 0.3], "key 'propose.turn_weights': needs one weight per turn count 0..3 (4 values)"),
+    ("propose.turn_weights", [0, 0, 0, 0], "key 'propose.turn_weights': weights must be >= 0 with a positive sum"),
+    ("propose.action_weights", {"add": 1.0, "move": 1.0}, "key 'propose.action_weights': actions must be among"),
+    # a split too many: one left out would come back from the schema's default mapping when omegaconf merges
+    ("assemble.splits", {"train": 0.7, "val": 0.1, "test": 0.1, "dev": 0.1},
+     "key 'assemble.splits': must name exactly train, val and test"),
+    ("assemble.splits", {"train": -1, "val": 1, "test": 1}, "key 'assemble.splits': weights must be >= 0"),
+    ("detect.class_weights", [1.0, 2.0], "key 'detect.class_weights': needs 8 non-negative weights for task"),
+    # lists of levels
+    ("robustness.jpeg", [90, 0], "key 'robustness.jpeg': JPEG qualities must be within [1, 100], got [90, 0]"),
+    ("robustness.resize", [5.0], "key 'robustness.resize': scales must be within [0.05, 4]"),
+    ("robustness.blur", [0.0], "key 'robustness.blur': sigmas must be > 0"),
+    ("robustness.noise", [-1.0], "key 'robustness.noise': standard deviations must be > 0"),
+    # names and references
+    ("edit.generators[0].name", "SD2", "key 'edit.generators[0].name': must be lower-case [a-z0-9_.-] and not"),
+    ("edit.generators[1].name", "sd2", "key 'edit.generators[1].name': duplicate generator name 'sd2'"),
+    ("edit.generators", [], "key 'edit.generators': at least one generator is needed"),
+    ("edit.generators[0].prior_revision", "abc", "key 'edit.generators[0].prior_revision': is set without a prior"),
+    ("edit.ray.address", " ", "key 'edit.ray.address': must be host:port, or null"),
+    ("propose.vlm.backend", "replay", "key 'propose.vlm.replay': the replay backend needs a JSONL transcript"),
+    ("propose.grounding.detector", "", "key 'propose.grounding.detector': must name a hub id or a folder"),
+    ("baselines.univfd.clip_model", "", "key 'baselines.univfd.clip_model': must name a hub id or a folder"),
+    ("detect.detectors", {"Big": {"arch": "Unet", "encoder": "resnet18"}},
+     "key 'detect.detectors.Big': names must be lower-case [a-z0-9_-]"),
+    ("detect.detectors.fcn8s.encoder", "resnet18",
+     "key 'detect.detectors.fcn8s.encoder': fcn8s is defined on VGG-16: use encoder 'vgg16'"),
+    ("crossgen.detector", "unet", "key 'crossgen.detector': must be a key of detect.detectors, got 'unet'"),
+    ("crossgen.held_out", ["dalle"], "key 'crossgen.held_out': unknown generator(s) ['dalle']"),
+    ("official.mask_values", {0: "background"}, "key 'official.mask_values': one mask value must map to 'authentic'"),
+    # the turn chain
+    ("turns.t2.prev", "data/source", "key 'turns.t2.prev': must be 'data/turns/t1/state', got 'data/source'"),
+    ("final_state", "data/turns/t2/state", "key 'final_state': must be the last turn's state, 'data/turns/t3/state'"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", RANGE_CASES, ids=[f"{k}={v!r}" for k, v, _ in RANGE_CASES])
+def test_out_of_range_values_stop_with_the_key(tmp_path, key, value, message):
+    path = _params_with(tmp_path, key, value)
+    with pytest.raises(params.ParamsError) as err:
+        params.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+
+
+def _schema_keys(cls, prefix=""):
+    """Dotted keys of every leaf field of the schema; a list of sections stands for its first item."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key, hint = f"{prefix}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _schema_keys(hint, f"{key}.")
+        elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            yield from _schema_keys(typing.get_args(hint)[0], f"{key}[0].")
+        else:
+            yield key
+
+
+DEVICE_KEYS = [k for k in _schema_keys(params.Params) if k.rsplit(".", 1)[-1] == "device"]
+DTYPE_KEYS = [k for k in _schema_keys(params.Params) if k.rsplit(".", 1)[-1] == "dtype"]
+
+
+def test_every_device_and_dtype_field_is_found():
+    assert set(DEVICE_KEYS) == {"edit.device", "propose.vlm.device", "propose.grounding.device",
+                                "filter.vlm.device", "detect.device"}
+    assert set(DTYPE_KEYS) == {"edit.generators[0].dtype", "propose.vlm.dtype", "filter.vlm.dtype"}
+
+
+@pytest.fixture(scope="module")
+def loaded() -> params.Params:
+    return params.load(ROOT / "params.yaml")
+
+
+def _accepts(p: params.Params, key: str, value) -> None:
+    p = copy.deepcopy(p)
+    *parents, last = re.findall(r"[^.\[\]]+", key)
+    node = p
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else getattr(node, part)
+    setattr(node, last, value)
+    p.check()
+
+
+@pytest.mark.parametrize("key", DEVICE_KEYS)
+def test_device_fields_take_the_one_device_list(tmp_path, loaded, key):
+    for device in params.DEVICES:
+        _accepts(loaded, key, device)
+    with pytest.raises(params.ParamsError) as err:
+        params.load(_params_with(tmp_path, key, "gpu"))
+    assert f"key '{key}': must be 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'" in str(err.value)
+
+
+@pytest.mark.parametrize("key", DTYPE_KEYS)
+def test_dtype_fields_take_the_one_dtype_list(tmp_path, loaded, key):
+    for dtype in params.DTYPES:
+        _accepts(loaded, key, dtype)
+    with pytest.raises(params.ParamsError) as err:
+        params.load(_params_with(tmp_path, key, "int8"))
+    assert f"key '{key}': must be 'auto', 'float32', 'float16' or 'bfloat16', got 'int8'" in str(err.value)
+
+
 def test_cli_stops_before_work_on_bad_params(tmp_path):
     write_params(tmp_path, {"filter": {"min_chnage": 1.0}})
     run = subprocess.run([sys.executable, "-m", "diffseg.cli", "source"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 2
     assert "filter.min_chnage" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_cli_names_the_key_of_an_out_of_range_value(tmp_path):
+    write_params(tmp_path, {"detect": {"device": "gpu"}})
+    run = subprocess.run([sys.executable, "-m", "diffseg.cli", "source"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "diffseg source: params.yaml: key 'detect.device': must be 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"]
     assert not (tmp_path / "data").exists()

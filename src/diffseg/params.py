@@ -1,15 +1,18 @@
 """The typed schema of ``params.yaml``: every stage loads its parameters through :func:`load`.
 
 Unknown keys, wrong types and out-of-range values stop the run before any work, with a message that
-names the key (``ParamsError``). The schema is an omegaconf structured config; defaults here are the
-offline profile's, so a missing key falls back to a documented value.
+names the key (``ParamsError``). The schema is an omegaconf structured config. Each section checks its own
+ranges in a ``check`` method next to its fields; :meth:`Params.check` adds the rules that span sections.
+
+The defaults here are only what a key left out of the file falls back to, not a profile: the profiles are
+``params.yaml`` (offline, a copy of ``configs/offline.yaml``) and ``configs/paper.yaml``.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -17,10 +20,51 @@ from omegaconf.errors import OmegaConfBaseException
 from diffseg.errors import UserError
 
 ACTIONS = ("add", "remove", "change")
+# Every device and dtype field accepts exactly these; indexed devices (cuda:1) are not supported.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+_NAME = r"[a-z0-9][a-z0-9_.-]*"  # generator and class names: they become file names and classes.json entries
 
 
 class ParamsError(UserError, ValueError):
     """A bad ``params.yaml``: the message names the offending key."""
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ParamsError(f"key '{key}': {message}")
+
+
+def _one_of(value: Any, choices: Sequence[str], key: str) -> None:
+    quoted = [repr(c) for c in choices]
+    _require(value in choices, key, f"must be {', '.join(quoted[:-1])} or {quoted[-1]}, got {value!r}")
+
+
+def _at_least(value: float, low: float, key: str) -> None:
+    _require(value >= low, key, f"must be >= {low}, got {value!r}")
+
+
+def _within(value: float, low: float, high: float, key: str) -> None:
+    _require(low <= value <= high, key, f"must be within [{low}, {high}], got {value!r}")
+
+
+def _named(value: Optional[str], key: str, what: str) -> None:
+    _require(bool(value), key, f"must name {what}")
+
+
+def _weights(values: list[float], key: str) -> None:
+    _require(all(v >= 0 for v in values) and sum(values) > 0, key,
+             f"weights must be >= 0 with a positive sum, got {values}")
+
+
+def _area_bounds(lo: float, hi: float, key: str) -> None:
+    _require(0.0 <= lo < hi <= 1.0, f"{key}.min_area", f"need 0 <= min_area < max_area <= 1 (got {lo}, {hi})")
+
+
+def _pair(values: list[float]) -> tuple[float, float]:
+    """``[low, high]`` padded, so a list of the wrong length reaches the range message, not an IndexError."""
+    lo, hi = (list(values) + [0, 0])[:2]
+    return lo, hi
 
 
 @dataclass
@@ -48,6 +92,12 @@ class Source:
     offline: OfflineSource = field(default_factory=OfflineSource)
     coco: CocoSource = field(default_factory=CocoSource)
 
+    def check(self, key: str) -> None:
+        _one_of(self.kind, ("offline", "coco"), f"{key}.kind")
+        _at_least(self.n_images, 1, f"{key}.n_images")
+        _require(16 <= self.min_side <= self.max_side, f"{key}.min_side",
+                 f"must be >= 16 and <= {key}.max_side ({self.max_side}), got {self.min_side}")
+
 
 @dataclass
 class Turn:
@@ -61,11 +111,23 @@ class VLM:
     model: str = "models/twins/qwen2_5_vl"  # hub id or folder (Qwen/Qwen2.5-VL-7B-Instruct at paper scale)
     revision: Optional[str] = None  # pinned hub revision; None for local folders
     replay: Optional[str] = None  # the transcript the replay backend answers from (a stage's transcript.jsonl)
-    device: str = "auto"  # auto | cpu | cuda | mps
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    device: str = "auto"  # one of DEVICES
+    dtype: str = "auto"  # one of DTYPES
     batch_size: int = 4  # prompts, with their images, per generate call
     max_new_tokens: int = 512
     max_pixels: int = 1003520  # images are downscaled to at most this many pixels before the model sees them
+
+    def check(self, key: str) -> None:
+        _one_of(self.backend, ("transformers", "replay"), f"{key}.backend")
+        _require(self.backend != "replay" or bool(self.replay), f"{key}.replay",
+                 "the replay backend needs a JSONL transcript")
+        _named(self.model, f"{key}.model", "a hub id or a folder")
+        _one_of(self.device, DEVICES, f"{key}.device")
+        _one_of(self.dtype, DTYPES, f"{key}.dtype")
+        _at_least(self.batch_size, 1, f"{key}.batch_size")
+        _at_least(self.max_new_tokens, 1, f"{key}.max_new_tokens")
+        _require(self.max_pixels >= 28 * 28, f"{key}.max_pixels",
+                 f"must be >= 784 (one 28 x 28 patch), got {self.max_pixels}")
 
 
 @dataclass
@@ -76,6 +138,12 @@ class PlannerVLM(VLM):
     # annotations (the annotations planner's plan, with the VLM's failure kept as the row's reason).
     fallback: str = "none"
 
+    def check(self, key: str) -> None:
+        super().check(key)
+        _within(self.n_candidates, 1, 10, f"{key}.n_candidates")
+        _at_least(self.max_history, 0, f"{key}.max_history")
+        _one_of(self.fallback, ("none", "annotations"), f"{key}.fallback")
+
 
 @dataclass
 class Grounding:
@@ -85,12 +153,23 @@ class Grounding:
     detector_revision: Optional[str] = None
     sam_type: str = "vit_twin"  # a segment_anything.sam_model_registry key (vit_h at paper scale)
     sam_checkpoint: str = "models/twins/sam/sam_vit_twin.pth"  # a local .pth file (Meta's download)
-    device: str = "auto"
+    device: str = "auto"  # one of DEVICES
     box_threshold: float = 0.35  # Grounding DINO box confidence needed to accept a box
     text_threshold: float = 0.25  # token confidence needed for the box's phrase
     batch_size: int = 4  # (image, phrase) pairs per Grounding DINO forward
     fill_holes: bool = True  # SAM masks of textured objects have pinholes the inpainter would keep
     match_iou: float = 0.5  # an annotated instance counts as the target from this IoU with the mask on
+
+    def check(self, key: str) -> None:
+        _one_of(self.segmenter, ("grounded_sam", "annotations"), f"{key}.segmenter")
+        _named(self.detector, f"{key}.detector", "a hub id or a folder")
+        _require(bool(self.sam_type), f"{key}.sam_type", "must be a segment_anything.sam_model_registry key")
+        _named(self.sam_checkpoint, f"{key}.sam_checkpoint", "a .pth file")
+        _one_of(self.device, DEVICES, f"{key}.device")
+        _within(self.box_threshold, 0, 1, f"{key}.box_threshold")
+        _within(self.text_threshold, 0, 1, f"{key}.text_threshold")
+        _require(0.0 < self.match_iou <= 1.0, f"{key}.match_iou", f"must be within (0, 1], got {self.match_iou}")
+        _at_least(self.batch_size, 1, f"{key}.batch_size")
 
 
 @dataclass
@@ -107,6 +186,23 @@ class Propose:
     vlm: PlannerVLM = field(default_factory=PlannerVLM)  # planner: vlm only
     grounding: Grounding = field(default_factory=Grounding)  # planner: vlm only
 
+    def check(self, key: str, n_turns: int) -> None:
+        w = self.turn_weights
+        _require(len(w) == n_turns + 1, f"{key}.turn_weights",
+                 f"needs one weight per turn count 0..{n_turns} ({n_turns + 1} values), got {len(w)}")
+        _weights(w, f"{key}.turn_weights")
+        _require(set(self.action_weights) <= set(ACTIONS), f"{key}.action_weights",
+                 f"actions must be among {ACTIONS}, got {sorted(self.action_weights)}")
+        _weights(list(self.action_weights.values()), f"{key}.action_weights")
+        _one_of(self.planner, ("annotations", "vlm"), f"{key}.planner")
+        _within(self.mask_dilation, 0, 64, f"{key}.mask_dilation")
+        _area_bounds(self.min_area, self.max_area, key)
+        lo, hi = _pair(self.add_size)
+        _require(len(self.add_size) == 2 and 0 < lo <= hi < 1, f"{key}.add_size",
+                 f"must be [low, high] with 0 < low <= high < 1, got {self.add_size}")
+        self.vlm.check(f"{key}.vlm")
+        self.grounding.check(f"{key}.grounding")
+
 
 @dataclass
 class Generator:
@@ -121,9 +217,21 @@ class Generator:
     guidance: float = 7.5
     strength: float = 1.0
     resolution: int = 1024  # native side; the image is resized to it and mapped back
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    dtype: str = "auto"  # one of DTYPES
     scheduler: Optional[str] = None  # a diffusers scheduler class name, or None for the checkpoint's
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the pipeline call
+
+    def check(self, key: str) -> None:
+        _require(re.fullmatch(_NAME, self.name) is not None and self.name != "authentic", f"{key}.name",
+                 f"must be lower-case [a-z0-9_.-] and not 'authentic', got {self.name!r}")
+        _at_least(self.steps, 1, f"{key}.steps")
+        _require(0.0 < self.strength <= 1.0, f"{key}.strength", f"must be within (0, 1], got {self.strength}")
+        _require(self.resolution >= 64 and self.resolution % 64 == 0, f"{key}.resolution",
+                 f"must be a multiple of 64, at least 64, got {self.resolution}")
+        _one_of(self.dtype, DTYPES, f"{key}.dtype")
+        _require(self.prior is None or self.prior.strip() != "", f"{key}.prior", "must be a hub id or a folder")
+        _require(self.prior_revision is None or self.prior is not None, f"{key}.prior_revision",
+                 "is set without a prior")
 
 
 @dataclass
@@ -134,6 +242,12 @@ class RayCluster:
     num_cpus: float = 1.0  # per actor: what Ray reserves (torch threads follow the driver, for identical bytes)
     num_gpus: float = 0.0  # per actor; 1 gives each actor a GPU of its own
 
+    def check(self, key: str) -> None:
+        _require(self.address is None or self.address.strip() != "", f"{key}.address", "must be host:port, or null")
+        _within(self.num_workers, 1, 4096, f"{key}.num_workers")
+        _require(self.num_cpus > 0, f"{key}.num_cpus", f"must be > 0, got {self.num_cpus}")
+        _at_least(self.num_gpus, 0, f"{key}.num_gpus")
+
 
 @dataclass
 class Edit:
@@ -141,10 +255,24 @@ class Edit:
     # inprocess: one process, generator after generator | ray: actors on a Ray cluster (same output, byte for byte)
     executor: str = "inprocess"
     ray: RayCluster = field(default_factory=RayCluster)
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # one of DEVICES
     cpu_offload: bool = False  # CUDA only: each model moves to the GPU just for its forward pass
     vae_tiling: bool = False  # decode (and encode) large images and batches in tiles and slices
     generators: list[Generator] = field(default_factory=list)
+
+    def check(self, key: str) -> None:
+        _at_least(self.batch_size, 1, f"{key}.batch_size")
+        _one_of(self.device, DEVICES, f"{key}.device")
+        _one_of(self.executor, ("inprocess", "ray"), f"{key}.executor")
+        self.ray.check(f"{key}.ray")
+        _require(len(self.generators) >= 1, f"{key}.generators", "at least one generator is needed")
+        _require(len(self.generators) <= 255, f"{key}.generators",
+                 f"at most 255 generators fit a uint8 label, got {len(self.generators)}")
+        seen = set()
+        for i, gen in enumerate(self.generators):
+            gen.check(f"{key}.generators[{i}]")
+            _require(gen.name not in seen, f"{key}.generators[{i}].name", f"duplicate generator name {gen.name!r}")
+            seen.add(gen.name)
 
 
 @dataclass
@@ -162,6 +290,13 @@ class JudgeVLM(VLM):
     min_instruction: int = 3
     on_failure: str = "reject"  # reject | accept an edit whose judge answer stays unusable after the retry
 
+    def check(self, key: str) -> None:
+        super().check(key)
+        for name in ("min_realism", "min_instruction"):
+            value = getattr(self, name)
+            _require(1 <= value <= 5, f"{key}.{name}", f"rubric scores are 1..5, got {value}")
+        _one_of(self.on_failure, ("reject", "accept"), f"{key}.on_failure")
+
 
 @dataclass
 class Filter:
@@ -172,11 +307,25 @@ class Filter:
     black_level: float = 3.0  # a generated region darker than this on average is a black output
     vlm: JudgeVLM = field(default_factory=JudgeVLM)  # judge: vlm only
 
+    def check(self, key: str) -> None:
+        _area_bounds(self.min_area, self.max_area, key)
+        _at_least(self.min_change, 0, f"{key}.min_change")
+        _require(0 <= self.black_level < 255, f"{key}.black_level",
+                 f"must be within [0, 255), got {self.black_level}")
+        _one_of(self.judge, ("heuristics", "vlm"), f"{key}.judge")
+        self.vlm.check(f"{key}.vlm")
+
 
 @dataclass
 class Assemble:
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
     n_figure: int = 12  # images in the sample grid
+
+    def check(self, key: str) -> None:
+        _require(set(self.splits) == {"train", "val", "test"}, f"{key}.splits",
+                 f"must name exactly train, val and test, got {sorted(self.splits)}")
+        _weights(list(self.splits.values()), f"{key}.splits")
+        _at_least(self.n_figure, 1, f"{key}.n_figure")
 
 
 @dataclass
@@ -184,6 +333,10 @@ class Detector:
     arch: str = MISSING  # 'fcn8s' or any smp architecture (DeepLabV3Plus, Segformer, Unet, ...)
     encoder: str = MISSING  # 'vgg16' for fcn8s; any smp encoder otherwise (resnet18, mit_b0, ...)
     encoder_weights: Optional[str] = None  # 'imagenet' at paper scale; None offline (no download)
+
+    def check(self, key: str) -> None:
+        _require(self.arch != "fcn8s" or self.encoder == "vgg16", f"{key}.encoder",
+                 f"fcn8s is defined on VGG-16: use encoder 'vgg16', got {self.encoder!r}")
 
 
 @dataclass
@@ -202,7 +355,34 @@ class Detect:
     loss: str = "ce_dice"
     num_workers: int = 0  # DataLoader workers; 0 reads in the training process
     nproc: int = 1  # training processes (DDP) on this machine, one GPU each; 1 = no launcher, one process
+    # One of DEVICES. auto takes the GPU when there is one; cpu keeps training and evaluation off it.
+    device: str = "auto"
     detectors: dict[str, Detector] = field(default_factory=dict)
+
+    def check(self, key: str, n_classes: int) -> None:
+        """``n_classes``: authentic plus the generators, the attribution task's class count."""
+        _one_of(self.task, ("binary", "attribution"), f"{key}.task")
+        _require(self.image_size >= 32 and self.image_size % 32 == 0, f"{key}.image_size",
+                 f"must be a multiple of 32, >= 32, got {self.image_size}")
+        _at_least(self.epochs, 1, f"{key}.epochs")
+        _at_least(self.batch_size, 1, f"{key}.batch_size")
+        _require(self.lr > 0 and self.weight_decay >= 0, f"{key}.lr",
+                 f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        _at_least(self.num_workers, 0, f"{key}.num_workers")
+        _require(self.nproc >= 1 and self.batch_size % self.nproc == 0, f"{key}.nproc",
+                 f"must be >= 1 and divide {key}.batch_size ({self.batch_size}): the batch is split over "
+                 f"the processes, got {self.nproc}")
+        _one_of(self.device, DEVICES, f"{key}.device")
+        _one_of(self.loss, ("ce", "ce_dice"), f"{key}.loss")
+        n_task = 2 if self.task == "binary" else n_classes
+        cw = self.class_weights
+        _require(cw is None or (len(cw) == n_task and min(cw) >= 0), f"{key}.class_weights",
+                 f"needs {n_task} non-negative weights for task '{self.task}', got {cw}")
+        _require(len(self.detectors) >= 1, f"{key}.detectors", "at least one detector is needed")
+        for name, det in self.detectors.items():
+            _require(re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) is not None, f"{key}.detectors.{name}",
+                     "names must be lower-case [a-z0-9_-]")
+            det.check(f"{key}.detectors.{name}")
 
 
 @dataclass
@@ -212,11 +392,26 @@ class Robustness:
     blur: list[float] = field(default_factory=lambda: [1.0, 2.0])  # Gaussian sigma, pixels
     noise: list[float] = field(default_factory=lambda: [5.0, 10.0])  # Gaussian std, 8-bit levels
 
+    def check(self, key: str) -> None:
+        _require(all(1 <= q <= 100 for q in self.jpeg), f"{key}.jpeg",
+                 f"JPEG qualities must be within [1, 100], got {self.jpeg}")
+        _require(all(0.05 <= s <= 4 for s in self.resize), f"{key}.resize",
+                 f"scales must be within [0.05, 4], got {self.resize}")
+        _require(all(s > 0 for s in self.blur), f"{key}.blur", f"sigmas must be > 0, got {self.blur}")
+        _require(all(s > 0 for s in self.noise), f"{key}.noise",
+                 f"standard deviations must be > 0, got {self.noise}")
+
 
 @dataclass
 class Crossgen:
     detector: str = "segformer"  # a key of detect.detectors, trained on the binary task
     held_out: list[str] = field(default_factory=list)  # generators left out of training, one stage each
+
+    def check(self, key: str, detectors: Sequence[str], generators: Sequence[str]) -> None:
+        _require(self.detector in detectors, f"{key}.detector",
+                 f"must be a key of detect.detectors, got {self.detector!r}")
+        unknown = set(self.held_out) - set(generators)
+        _require(not unknown, f"{key}.held_out", f"unknown generator(s) {sorted(unknown)}")
 
 
 @dataclass
@@ -233,6 +428,23 @@ class CNNSpot:
     blur_sigma: list[float] = field(default_factory=lambda: [0.0, 3.0])  # Gaussian sigma range, pixels
     jpeg_quality: list[int] = field(default_factory=lambda: [30, 100])  # JPEG quality range
 
+    def check(self, key: str) -> None:
+        _require(self.weights in (None, "IMAGENET1K_V1", "IMAGENET1K_V2"), f"{key}.weights",
+                 f"must be null, 'IMAGENET1K_V1' or 'IMAGENET1K_V2' (torchvision ResNet-50 weights), "
+                 f"got {self.weights!r}")
+        _at_least(self.image_size, 32, f"{key}.image_size")
+        _at_least(self.epochs, 1, f"{key}.epochs")
+        _at_least(self.batch_size, 1, f"{key}.batch_size")
+        _require(self.lr > 0 and self.weight_decay >= 0, f"{key}.lr",
+                 f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        _within(self.blur_jpeg_prob, 0, 1, f"{key}.blur_jpeg_prob")
+        lo, hi = _pair(self.blur_sigma)
+        _require(len(self.blur_sigma) == 2 and 0 <= lo <= hi, f"{key}.blur_sigma",
+                 f"must be [low, high] with 0 <= low <= high, got {self.blur_sigma}")
+        lo, hi = _pair(self.jpeg_quality)
+        _require(len(self.jpeg_quality) == 2 and 1 <= lo <= hi <= 100, f"{key}.jpeg_quality",
+                 f"must be [low, high] with 1 <= low <= high <= 100, got {self.jpeg_quality}")
+
 
 @dataclass
 class UnivFD:
@@ -243,11 +455,21 @@ class UnivFD:
     probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe (sklearn's C)
     max_iter: int = 1000  # probe solver iterations
 
+    def check(self, key: str) -> None:
+        _named(self.clip_model, f"{key}.clip_model", "a hub id or a folder")
+        _at_least(self.batch_size, 1, f"{key}.batch_size")
+        _require(self.probe_c > 0, f"{key}.probe_c", f"must be > 0, got {self.probe_c}")
+        _at_least(self.max_iter, 1, f"{key}.max_iter")
+
 
 @dataclass
 class Baselines:
     cnnspot: CNNSpot = field(default_factory=CNNSpot)
     univfd: UnivFD = field(default_factory=UnivFD)
+
+    def check(self, key: str) -> None:
+        self.cnnspot.check(f"{key}.cnnspot")
+        self.univfd.check(f"{key}.univfd")
 
 
 @dataclass
@@ -260,6 +482,16 @@ class Official:
     # Release split folder name -> project split (train | val | test).
     splits: dict[str, str] = field(
         default_factory=lambda: {"train": "train", "val": "val", "validation": "val", "test": "test"})
+
+    def check(self, key: str) -> None:
+        for value, name in self.mask_values.items():
+            _within(value, 0, 65535, f"{key}.mask_values.{value}")
+            _require(re.fullmatch(_NAME, name) is not None, f"{key}.mask_values.{value}",
+                     f"class names must be lower-case [a-z0-9_.-], got {name!r}")
+        _require(not self.mask_values or "authentic" in self.mask_values.values(), f"{key}.mask_values",
+                 "one mask value must map to 'authentic'")
+        for folder, split in self.splits.items():
+            _one_of(split, ("train", "val", "test"), f"{key}.splits.{folder}")
 
 
 @dataclass
@@ -295,9 +527,36 @@ class Params:
         """``classes.json``: index 0 is authentic, index k the k-th generator in params order."""
         return ["authentic"] + [g.name for g in self.edit.generators]
 
+    def check(self) -> None:
+        """Every section's ranges, plus the rules that tie sections together (turn chain, class counts)."""
+        self.source.check("source")
+        _within(self.max_item_failure, 0, 1, "max_item_failure")
+        self._check_turns()
+        self.propose.check("propose", n_turns=len(self.turns))
+        self.edit.check("edit")
+        self.filter.check("filter")
+        self.assemble.check("assemble")
+        self.detect.check("detect", n_classes=len(self.classes))
+        self.robustness.check("robustness")
+        self.crossgen.check("crossgen", detectors=list(self.detect.detectors), generators=self.classes[1:])
+        self.baselines.check("baselines")
+        self.official.check("official")
+
+    def _check_turns(self) -> None:
+        # dvc.yaml's foreach chains turn t to the folder of turn t-1, so names and folders are fixed.
+        names = list(self.turns)
+        _require(len(names) >= 1, "turns", "at least one turn is needed")
+        for i, name in enumerate(names, start=1):
+            _require(name == f"t{i}", f"turns.{name}", f"turns must be named t1, t2, ... in order (expected t{i})")
+            expected_prev = "data/source" if i == 1 else f"data/turns/t{i - 1}/state"
+            _require(self.turns[name].prev == expected_prev, f"turns.{name}.prev",
+                     f"must be {expected_prev!r}, got {self.turns[name].prev!r}")
+        _require(self.final_state == f"data/turns/{names[-1]}/state", "final_state",
+                 f"must be the last turn's state, 'data/turns/{names[-1]}/state', got {self.final_state!r}")
+
 
 def load(path: str | Path = "params.yaml") -> Params:
-    """Read, type-check and range-check ``path``; raise :class:`ParamsError` naming the key."""
+    """Read, type-check and range-check ``path``; raise :class:`ParamsError` naming the file and the key."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found (run from the repository root)")
@@ -308,192 +567,12 @@ def load(path: str | Path = "params.yaml") -> Params:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ParamsError(f"{path}: key '{key}': {_first_line(err)}") from None
-    _check(params)
+    try:
+        params.check()
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
     return params
 
 
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0]
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ParamsError(f"params.yaml: key '{key}': {message}")
-
-
-def _check(p: Params) -> None:
-    """Range and consistency checks that types alone cannot express."""
-    _require(p.source.kind in ("offline", "coco"), "source.kind", "must be 'offline' or 'coco'")
-    _require(p.source.n_images >= 1, "source.n_images", "must be >= 1")
-    _require(16 <= p.source.min_side <= p.source.max_side, "source.min_side",
-             "must be >= 16 and <= source.max_side")
-    _require(0.0 <= p.max_item_failure <= 1.0, "max_item_failure", "must be within [0, 1]")
-
-    names = list(p.turns)
-    _require(len(names) >= 1, "turns", "at least one turn is needed")
-    for i, name in enumerate(names, start=1):
-        _require(name == f"t{i}", f"turns.{name}", f"turns must be named t1, t2, ... in order (expected t{i})")
-        expected_prev = "data/source" if i == 1 else f"data/turns/t{i - 1}/state"
-        _require(p.turns[name].prev == expected_prev, f"turns.{name}.prev", f"must be {expected_prev!r}")
-    _require(p.final_state == f"data/turns/{names[-1]}/state", "final_state",
-             f"must be the last turn's state, 'data/turns/{names[-1]}/state'")
-
-    w = p.propose.turn_weights
-    _require(len(w) == len(names) + 1, "propose.turn_weights",
-             f"needs one weight per turn count 0..{len(names)} ({len(names) + 1} values), got {len(w)}")
-    _weights(w, "propose.turn_weights")
-    _require(set(p.propose.action_weights) <= set(ACTIONS), "propose.action_weights",
-             f"actions must be among {ACTIONS}")
-    _weights(list(p.propose.action_weights.values()), "propose.action_weights")
-    _require(p.propose.planner in ("annotations", "vlm"), "propose.planner", "must be 'annotations' or 'vlm'")
-    _require(0 <= p.propose.mask_dilation <= 64, "propose.mask_dilation", "must be within [0, 64]")
-    _fraction_pair(p.propose.min_area, p.propose.max_area, "propose")
-    lo, hi = (p.propose.add_size + [0, 0])[:2]
-    _require(len(p.propose.add_size) == 2 and 0 < lo <= hi < 1, "propose.add_size",
-             "must be [low, high] with 0 < low <= high < 1")
-
-    _require(p.edit.batch_size >= 1, "edit.batch_size", "must be >= 1")
-    _require(p.edit.device in ("auto", "cpu", "cuda", "mps"), "edit.device", "must be auto, cpu, cuda or mps")
-    _require(p.edit.executor in ("inprocess", "ray"), "edit.executor", "must be 'inprocess' or 'ray'")
-    r = p.edit.ray
-    _require(r.address is None or r.address.strip() != "", "edit.ray.address", "must be host:port, or null")
-    _require(1 <= r.num_workers <= 4096, "edit.ray.num_workers", "must be within [1, 4096]")
-    _require(r.num_cpus > 0, "edit.ray.num_cpus", "must be > 0")
-    _require(r.num_gpus >= 0, "edit.ray.num_gpus", "must be >= 0")
-    _require(len(p.edit.generators) >= 1, "edit.generators", "at least one generator is needed")
-    _require(len(p.edit.generators) <= 255, "edit.generators", "at most 255 generators fit a uint8 label")
-    seen = set()
-    for i, gen in enumerate(p.edit.generators):
-        key = f"edit.generators[{i}]"
-        _require(re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", gen.name) is not None and gen.name != "authentic",
-                 f"{key}.name", "must be lower-case [a-z0-9_.-] and not 'authentic'")
-        _require(gen.name not in seen, f"{key}.name", f"duplicate generator name {gen.name!r}")
-        seen.add(gen.name)
-        _require(gen.steps >= 1, f"{key}.steps", "must be >= 1")
-        _require(0.0 < gen.strength <= 1.0, f"{key}.strength", "must be within (0, 1]")
-        _require(gen.resolution >= 64 and gen.resolution % 64 == 0, f"{key}.resolution",
-                 "must be a multiple of 64, at least 64")
-        _require(gen.dtype in ("auto", "float32", "float16", "bfloat16"), f"{key}.dtype",
-                 "must be auto, float32, float16 or bfloat16")
-        _require(gen.prior is None or gen.prior.strip() != "", f"{key}.prior", "must be a hub id or a folder")
-        _require(gen.prior_revision is None or gen.prior is not None, f"{key}.prior_revision",
-                 "is set without a prior")
-
-    _fraction_pair(p.filter.min_area, p.filter.max_area, "filter")
-    _require(p.filter.min_change >= 0, "filter.min_change", "must be >= 0")
-    _require(0 <= p.filter.black_level < 255, "filter.black_level", "must be within [0, 255)")
-    _check_vlm_stages(p)
-
-    _require(set(p.assemble.splits) == {"train", "val", "test"}, "assemble.splits",
-             "must name exactly train, val and test")
-    _weights(list(p.assemble.splits.values()), "assemble.splits")
-    _require(p.assemble.n_figure >= 1, "assemble.n_figure", "must be >= 1")
-    _check_detect(p)
-    _check_baselines(p)
-    _check_official(p)
-
-
-def _check_vlm(v: VLM, key: str) -> None:
-    _require(v.backend in ("transformers", "replay"), f"{key}.backend", "must be 'transformers' or 'replay'")
-    _require(v.backend != "replay" or bool(v.replay), f"{key}.replay", "the replay backend needs a JSONL transcript")
-    _require(bool(v.model), f"{key}.model", "must name a hub id or a folder")
-    _require(v.device in ("auto", "cpu", "cuda", "mps"), f"{key}.device", "must be auto, cpu, cuda or mps")
-    _require(v.dtype in ("auto", "float32", "float16", "bfloat16"), f"{key}.dtype",
-             "must be auto, float32, float16 or bfloat16")
-    for name in ("batch_size", "max_new_tokens"):
-        _require(getattr(v, name) >= 1, f"{key}.{name}", "must be >= 1")
-    _require(v.max_pixels >= 28 * 28, f"{key}.max_pixels", "must be >= 784 (one 28 x 28 patch)")
-
-
-def _check_vlm_stages(p: Params) -> None:
-    pv, g, j = p.propose.vlm, p.propose.grounding, p.filter.vlm
-    _check_vlm(pv, "propose.vlm")
-    _require(1 <= pv.n_candidates <= 10, "propose.vlm.n_candidates", "must be within [1, 10]")
-    _require(pv.max_history >= 0, "propose.vlm.max_history", "must be >= 0")
-    _require(pv.fallback in ("none", "annotations"), "propose.vlm.fallback", "must be 'none' or 'annotations'")
-    _require(g.segmenter in ("grounded_sam", "annotations"), "propose.grounding.segmenter",
-             "must be 'grounded_sam' or 'annotations'")
-    _require(bool(g.detector), "propose.grounding.detector", "must name a hub id or a folder")
-    _require(bool(g.sam_type), "propose.grounding.sam_type", "must be a segment_anything.sam_model_registry key")
-    _require(bool(g.sam_checkpoint), "propose.grounding.sam_checkpoint", "must name a .pth file")
-    _require(g.device in ("auto", "cpu", "cuda", "mps"), "propose.grounding.device", "must be auto, cpu, cuda or mps")
-    for name in ("box_threshold", "text_threshold"):
-        _require(0.0 <= getattr(g, name) <= 1.0, f"propose.grounding.{name}", "must be within [0, 1]")
-    _require(0.0 < g.match_iou <= 1.0, "propose.grounding.match_iou", "must be within (0, 1]")
-    _require(g.batch_size >= 1, "propose.grounding.batch_size", "must be >= 1")
-    _require(p.filter.judge in ("heuristics", "vlm"), "filter.judge", "must be 'heuristics' or 'vlm'")
-    _check_vlm(j, "filter.vlm")
-    for name in ("min_realism", "min_instruction"):
-        _require(1 <= getattr(j, name) <= 5, f"filter.vlm.{name}", "rubric scores are 1..5")
-    _require(j.on_failure in ("reject", "accept"), "filter.vlm.on_failure", "must be 'reject' or 'accept'")
-
-
-def _check_detect(p: Params) -> None:
-    d = p.detect
-    _require(d.task in ("binary", "attribution"), "detect.task", "must be 'binary' or 'attribution'")
-    _require(d.image_size >= 32 and d.image_size % 32 == 0, "detect.image_size", "must be a multiple of 32, >= 32")
-    for key in ("epochs", "batch_size"):
-        _require(getattr(d, key) >= 1, f"detect.{key}", "must be >= 1")
-    _require(d.lr > 0 and d.weight_decay >= 0, "detect.lr", "lr must be > 0 and weight_decay >= 0")
-    _require(d.num_workers >= 0, "detect.num_workers", "must be >= 0")
-    _require(d.nproc >= 1 and d.batch_size % d.nproc == 0, "detect.nproc",
-             f"must be >= 1 and divide detect.batch_size ({d.batch_size}): the batch is split over the processes")
-    _require(d.loss in ("ce", "ce_dice"), "detect.loss", "must be 'ce' or 'ce_dice'")
-    n_task = 2 if d.task == "binary" else len(p.classes)
-    _require(d.class_weights is None or (len(d.class_weights) == n_task and min(d.class_weights) >= 0),
-             "detect.class_weights", f"needs {n_task} non-negative weights for task '{d.task}'")
-    _require(len(d.detectors) >= 1, "detect.detectors", "at least one detector is needed")
-    for name, det in d.detectors.items():
-        _require(re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) is not None, f"detect.detectors.{name}",
-                 "names must be lower-case [a-z0-9_-]")
-        _require(det.arch != "fcn8s" or det.encoder == "vgg16", f"detect.detectors.{name}.encoder",
-                 "fcn8s is defined on VGG-16: use encoder 'vgg16'")
-    r = p.robustness
-    _require(all(1 <= q <= 100 for q in r.jpeg), "robustness.jpeg", "JPEG qualities must be within [1, 100]")
-    _require(all(0.05 <= s <= 4 for s in r.resize), "robustness.resize", "scales must be within [0.05, 4]")
-    _require(all(s > 0 for s in r.blur), "robustness.blur", "sigmas must be > 0")
-    _require(all(s > 0 for s in r.noise), "robustness.noise", "standard deviations must be > 0")
-    _require(p.crossgen.detector in d.detectors, "crossgen.detector", "must be a key of detect.detectors")
-    unknown = set(p.crossgen.held_out) - set(p.classes[1:])
-    _require(not unknown, "crossgen.held_out", f"unknown generator(s) {sorted(unknown)}")
-
-
-def _check_baselines(p: Params) -> None:
-    c, u = p.baselines.cnnspot, p.baselines.univfd
-    _require(c.weights in (None, "IMAGENET1K_V1", "IMAGENET1K_V2"), "baselines.cnnspot.weights",
-             "must be null, 'IMAGENET1K_V1' or 'IMAGENET1K_V2' (torchvision ResNet-50 weights)")
-    _require(c.image_size >= 32, "baselines.cnnspot.image_size", "must be >= 32")
-    for key in ("epochs", "batch_size"):
-        _require(getattr(c, key) >= 1, f"baselines.cnnspot.{key}", "must be >= 1")
-    _require(c.lr > 0 and c.weight_decay >= 0, "baselines.cnnspot.lr", "lr must be > 0 and weight_decay >= 0")
-    _require(0.0 <= c.blur_jpeg_prob <= 1.0, "baselines.cnnspot.blur_jpeg_prob", "must be within [0, 1]")
-    lo, hi = (list(c.blur_sigma) + [0, 0])[:2]
-    _require(len(c.blur_sigma) == 2 and 0 <= lo <= hi, "baselines.cnnspot.blur_sigma",
-             "must be [low, high] with 0 <= low <= high")
-    lo, hi = (list(c.jpeg_quality) + [0, 0])[:2]
-    _require(len(c.jpeg_quality) == 2 and 1 <= lo <= hi <= 100, "baselines.cnnspot.jpeg_quality",
-             "must be [low, high] with 1 <= low <= high <= 100")
-    _require(bool(u.clip_model), "baselines.univfd.clip_model", "must name a hub id or a folder")
-    _require(u.batch_size >= 1, "baselines.univfd.batch_size", "must be >= 1")
-    _require(u.probe_c > 0, "baselines.univfd.probe_c", "must be > 0")
-    _require(u.max_iter >= 1, "baselines.univfd.max_iter", "must be >= 1")
-
-
-def _check_official(p: Params) -> None:
-    o = p.official
-    for value, name in o.mask_values.items():
-        _require(0 <= value <= 65535, f"official.mask_values.{value}", "mask values must be within [0, 65535]")
-        _require(re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name) is not None, f"official.mask_values.{value}",
-                 "class names must be lower-case [a-z0-9_.-]")
-    _require(not o.mask_values or "authentic" in o.mask_values.values(), "official.mask_values",
-             "one mask value must map to 'authentic'")
-    for folder, split in o.splits.items():
-        _require(split in ("train", "val", "test"), f"official.splits.{folder}", "must be train, val or test")
-
-
-def _weights(values: list[float], key: str) -> None:
-    _require(all(v >= 0 for v in values) and sum(values) > 0, key, "weights must be >= 0 with a positive sum")
-
-
-def _fraction_pair(lo: float, hi: float, section: str) -> None:
-    _require(0.0 <= lo < hi <= 1.0, f"{section}.min_area", f"need 0 <= min_area < max_area <= 1 (got {lo}, {hi})")
