@@ -31,7 +31,9 @@ import torch
 from PIL import Image
 
 from bench_common import machine, write_section
-from diffseg.edit import blended, families, twins
+from diffseg.edit import blended, families
+from diffseg.twins import generators as twin_builders
+from diffseg.twins import stage as twins
 from diffseg.edit.kandinsky import PRIOR_OPTIONS
 from diffseg.params import Generator
 
@@ -90,7 +92,7 @@ def bare_call(adapter: families.Family, b: families.Batch):
 
 def time_overhead(twins_dir: Path, repeats: int) -> list[dict]:
     rows, b = [], batch()
-    for family in sorted(twins.BUILDERS):
+    for family in sorted(twin_builders.BUILDERS):
         adapter = families.create(generator(twins_dir, family))
         adapter.load()
         bare = bare_call(adapter, b)
@@ -149,7 +151,7 @@ class PeakRSS:
 def walk_memory(twins_dir: Path, passes: int = 2) -> list[dict]:
     rows, b, rss = [], batch(), PeakRSS()
     for walk in range(1, passes + 1):
-        for family in sorted(twins.BUILDERS):
+        for family in sorted(twin_builders.BUILDERS):
             adapter = families.create(generator(twins_dir, family))
             before = rss.now()
             rss.reset()
@@ -217,7 +219,7 @@ def main() -> None:
     print(host)
     with tempfile.TemporaryDirectory() as folder:
         twins_dir = Path(folder)
-        twins.run(0, list(twins.BUILDERS), twins_dir)
+        twins.run(0, list(twin_builders.BUILDERS), twins_dir)
         memory = walk_memory(twins_dir)
         overhead = time_overhead(twins_dir, args.repeats)
     if not args.no_write:

@@ -30,7 +30,7 @@ from bench_common import machine, write_section
 from diffseg import params as params_mod
 from diffseg import records
 from diffseg.edit import stage as edit_stage
-from diffseg.edit import twins
+from diffseg.twins import stage as twins
 from diffseg.propose import stage as propose_stage
 from diffseg.source import stage as source_stage
 

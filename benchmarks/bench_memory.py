@@ -125,7 +125,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         twins = Path(tmp) / "twins"
-        subprocess.run([sys.executable, "-c", "from diffseg.edit import twins; "
+        subprocess.run([sys.executable, "-c", "from diffseg.twins import stage as twins; "
                         f"twins.run(0, ['sd2', 'sdxl'], __import__('pathlib').Path({str(twins)!r}))"],
                        env=env, check=True)
         for n in SIZES:

@@ -29,7 +29,9 @@ from PIL import Image
 
 from bench_common import machine, write_section
 from diffseg import params as params_mod
-from diffseg.propose import grounding, vlm, vlm_planner, vlm_twins
+from diffseg.propose import grounding, vlm_planner
+from diffseg.twins import vlm as vlm_twins
+from diffseg.vlm import backends as vlm_backends
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## VLM planner (`benchmarks/bench_planner.py`)"
@@ -61,7 +63,7 @@ def time_planning(params, images, batch_sizes, repeats, twins_dir) -> tuple[dict
     for b in batch_sizes:
         cfg = copy.deepcopy(params.propose.vlm)
         cfg.batch_size, cfg.model = b, str(twins_dir / "qwen2_5_vl")
-        backends[b] = vlm.create(cfg, "propose.vlm")
+        backends[b] = vlm_backends.create(cfg, "propose.vlm")
         backends[b].load()
     segmenter = grounding.create(params.propose.grounding)  # used only where an answer parses
     segmenter.load()

@@ -45,10 +45,11 @@ def _merge(base: dict, over: dict) -> None:
 @pytest.fixture(scope="session")
 def twins_dir(tmp_path_factory) -> Path:
     """Every offline twin, built once per test session by the twins stage's own code."""
-    from diffseg.edit import twins
+    from diffseg.twins import generators as twin_builders
+    from diffseg.twins import stage as twins
 
     out = tmp_path_factory.mktemp("twins") / "models" / "twins"
-    twins.run(0, list(twins.BUILDERS), out)
+    twins.run(0, list(twin_builders.BUILDERS), out)
     return out
 
 

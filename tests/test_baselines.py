@@ -10,6 +10,7 @@ from diffseg import cli, records
 from diffseg import params as params_mod
 from diffseg.detect import baselines, baselines_cnnspot, baselines_univfd
 from diffseg.errors import UserError
+from diffseg.twins import clip as twins_clip
 
 SPLITS = ["train"] * 10 + ["val"] * 2 + ["test"] * 4
 
@@ -35,7 +36,7 @@ def build_dataset(root, size: int = 40, splits=SPLITS) -> None:
 
 @pytest.fixture(scope="module")
 def clip_twin(tmp_path_factory):
-    return baselines_univfd.build_clip_twin(tmp_path_factory.mktemp("twins") / "clip", seed=0)
+    return twins_clip.build_clip_twin(tmp_path_factory.mktemp("twins") / "clip", seed=0)
 
 
 @pytest.fixture
@@ -53,12 +54,12 @@ def _params(project):
 
 
 def test_clip_twin_is_reproducible_and_loads_by_from_pretrained(clip_twin, tmp_path):
-    again = baselines_univfd.build_clip_twin(tmp_path / "clip", seed=0)
+    again = twins_clip.build_clip_twin(tmp_path / "clip", seed=0)
     assert (again / "model.safetensors").read_bytes() == (clip_twin / "model.safetensors").read_bytes()
     encoder, processor = baselines_univfd.load_clip(str(clip_twin), None, "cpu")
     images = [np.full((50, 70, 3), v, np.uint8) for v in (0, 255)]
     pixels = processor(images=images, return_tensors="pt")["pixel_values"]
-    assert tuple(pixels.shape) == (2, 3, baselines_univfd.TWIN_SIZE, baselines_univfd.TWIN_SIZE)
+    assert tuple(pixels.shape) == (2, 3, twins_clip.TWIN_SIZE, twins_clip.TWIN_SIZE)
     assert tuple(encoder(pixel_values=pixels).image_embeds.shape) == (2, encoder.config.projection_dim)
 
 

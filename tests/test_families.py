@@ -21,7 +21,8 @@ from skimage import data
 from conftest import ROOT, link_twins, write_params
 from diffseg import masks, records
 from diffseg import params as params_mod
-from diffseg.edit import blended, families, glide, twins
+from diffseg.edit import blended, families, glide
+from diffseg.twins import generators as twin_builders
 from diffseg.edit import stage as edit_stage
 from diffseg.params import Generator
 from diffseg.propose import stage as propose_stage
@@ -54,7 +55,7 @@ def _turn(adapter: families.Family, image: np.ndarray, label: np.ndarray, mask: 
     return masks.composite(image, backs[0], mask), masks.update_label(label, mask, turn)
 
 
-@pytest.mark.parametrize("family", sorted(twins.BUILDERS))
+@pytest.mark.parametrize("family", sorted(twin_builders.BUILDERS))
 def test_three_turn_chain_keeps_the_contracts(twins_dir, family):
     # 192 px: the photo's native size is 192 x 128, so both resizes really happen, cheaply.
     adapter = families.create(twin_generator(twins_dir, family, resolution=192))

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffseg.edit import families, twins
+from diffseg.edit import families
+from diffseg.twins import generators as twin_builders
+from diffseg.twins import stage as twins
 from diffseg.params import Generator
 
 
@@ -21,7 +23,7 @@ def twin_generator(twins_dir: Path, family: str, **settings) -> Generator:
     return Generator(name=family, family=family, **{**extra, **settings})
 
 
-@pytest.mark.parametrize("family", sorted(twins.BUILDERS))
+@pytest.mark.parametrize("family", sorted(twin_builders.BUILDERS))
 def test_twin_loads_and_is_deterministic(twins_dir, family):
     assert family in families.FAMILIES
     adapter = families.create(twin_generator(twins_dir, family))

@@ -11,7 +11,7 @@ import pytest
 
 from diffseg import records
 from diffseg.filter import judge
-from diffseg.propose import answers, vlm
+from diffseg.vlm import answers, backends
 from diffseg.propose import stage as propose_stage
 from vlm_fixture import build_scene, one_turn_params, write_replay
 
@@ -60,10 +60,10 @@ def judge_params(tmp_path_factory):
 def test_judge_answers(entry, tmp_path, judge_params):
     params = judge_params
     # Both attempts get the recorded answer; the judge's decision carries the scores or the reason.
-    replay = vlm.Replay(write_replay(tmp_path / "a.jsonl", {("judge", "x", 0): entry["answer"],
+    replay = backends.Replay(write_replay(tmp_path / "a.jsonl", {("judge", "x", 0): entry["answer"],
                                                             ("judge", "x", 1): entry["answer"]}), "filter.vlm")
-    request = vlm.Request("judge", "x", "t1", [], [])
-    exchange = vlm.ask(replay, [request], lambda _, text: judge.parse_verdict(text))[0]
+    request = backends.Request("judge", "x", "t1", [], [])
+    exchange = backends.ask(replay, [request], lambda _, text: judge.parse_verdict(text))[0]
     result = judge.outcome(exchange, params)
     if entry["valid"]:
         assert dataclasses.asdict(exchange.parsed) == entry["expect"] and exchange.ok

@@ -15,7 +15,7 @@ import pytest
 from conftest import link_twins
 from diffseg import records
 from diffseg.edit import stage as edit_stage
-from diffseg.edit import twins
+from diffseg.twins import stage as twins
 from diffseg.errors import UserError
 from diffseg.filter import stage as filter_stage
 from diffseg.propose import stage as propose_stage
@@ -69,13 +69,14 @@ def test_twins_load_by_the_real_lines(vlm_twins, tmp_path):
     from segment_anything import sam_model_registry
     from transformers import AutoModelForImageTextToText, AutoProcessor, GroundingDinoForObjectDetection
 
-    from diffseg.propose import vlm_twins as vt
+    from diffseg.sam_twin import register_sam_twin
+    from diffseg.twins import vlm as vt
 
     assert type(AutoModelForImageTextToText.from_pretrained(vlm_twins / "qwen2_5_vl")).__name__ == \
         "Qwen2_5_VLForConditionalGeneration"
     assert type(AutoProcessor.from_pretrained(vlm_twins / "qwen2_5_vl")).__name__ == "Qwen2_5_VLProcessor"
     assert GroundingDinoForObjectDetection.from_pretrained(vlm_twins / "grounding_dino").config.d_model == 32
-    vt.register_sam_twin()
+    register_sam_twin()
     sam = sam_model_registry["vit_twin"](checkpoint=str(vlm_twins / "sam" / "sam_vit_twin.pth"))
     assert sam.image_encoder.img_size == 256
     again = tmp_path / "again"

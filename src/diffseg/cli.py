@@ -43,9 +43,9 @@ def _source(p: params_mod.Params, args) -> None:
 
 
 def _twins(p: params_mod.Params, args) -> None:
-    from diffseg.edit import twins
+    from diffseg.twins import stage
 
-    twins.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip, vlm=p.twins.vlm)
+    stage.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip, vlm=p.twins.vlm)
 
 
 def _propose(p: params_mod.Params, args) -> None:
@@ -121,6 +121,14 @@ def _baseline(p: params_mod.Params, args) -> None:
     baselines.run(p, args.name, Path("models/baselines") / args.name, Path("metrics/baselines") / f"{args.name}.json")
 
 
+def _check_baseline(name: str) -> None:
+    # The registry imports torch, so it is read only when a baseline is asked for, not to build the parser.
+    from diffseg.detect.baselines import BASELINES
+
+    if name not in BASELINES:
+        raise UserError(f"unknown baseline '{name}' (known: {', '.join(BASELINES)})")
+
+
 def _predict(p: params_mod.Params, args) -> None:
     from diffseg.detect import predict
 
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "crossgen":
             cmd.add_argument("name", help="held-out generator from params 'crossgen.held_out'")
         if name == "baseline":
-            cmd.add_argument("name", choices=["cnnspot", "univfd"], help="image-level baseline")
+            cmd.add_argument("name", help="image-level baseline from the registry in diffseg.detect.baselines")
         if name == "predict":
             cmd.add_argument("image", help="any image file")
             cmd.add_argument("--detector", help="trained detector (default: the first of 'detect.detectors')")
@@ -203,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                                          f"({', '.join(p.detect.detectors)})")
         if args.command == "crossgen" and args.name not in p.crossgen.held_out:
             raise params_mod.ParamsError(f"generator '{args.name}' is not in params 'crossgen.held_out'")
+        if args.command == "baseline":
+            _check_baseline(args.name)
         COMMANDS[args.command](p, args)
     except UserError as err:
         print(f"diffseg {args.command}: {err}", file=sys.stderr)

@@ -3,15 +3,9 @@ from __future__ import annotations
 
 import json
 
-from diffseg.edit.families import is_local
+from diffseg.notices import OFFLINE_WARNING
 from diffseg.params import Params
-
-OFFLINE_WARNING = (
-    "> **Offline profile.** The generators are tiny randomly initialised *twins* of the real pipelines and "
-    "the images come from photographs bundled in Python packages plus procedural scenes. This dataset proves "
-    "the machinery (masks, labels, provenance, splits); its edits are noise-like and its numbers say nothing "
-    "about real diffusion models.")
-
+from diffseg.runtime import is_local
 
 def render(params: Params, stats: dict) -> str:
     gens = "\n".join(f"| {k} | `{g.name}` | {g.family} | `{g.model}` | {g.revision or '-'} | {g.steps} | "

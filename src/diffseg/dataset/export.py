@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 import yaml
 
 from diffseg import records
-from diffseg.dataset.card import OFFLINE_WARNING
-from diffseg.edit.families import is_local
 from diffseg.errors import UserError
+from diffseg.notices import OFFLINE_WARNING
+from diffseg.runtime import is_local
 
 IMAGE_COLUMNS = ("image", "label", "turnmask")
 # manifest.parquet columns copied per image; every metadata.parquet column not listed here (nor

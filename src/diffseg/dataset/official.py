@@ -197,7 +197,7 @@ def discover(root: Path, splits: dict[str, str]) -> tuple[str, Iterator[Pair]]:
 
 def convert(pair: Pair, table: np.ndarray, mask_values: dict[int, str]) -> tuple[np.ndarray, np.ndarray, str]:
     """RGB pixels and the label map of one item (raises :class:`BadItem` or :class:`MaskMismatch`)."""
-    from diffseg.source.ingest import to_rgb
+    from diffseg.images import to_rgb
 
     if pair.image is None or pair.mask is None:
         raise BadItem(f"{pair.origin}: no {'image' if pair.image is None else 'mask'}")

@@ -21,34 +21,16 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
-from torch.utils.data import Dataset
-
 from diffseg import records
+from diffseg.detect import baselines_cnnspot, baselines_univfd
+from diffseg.detect.imageset import ImageSet
 from diffseg.errors import UserError
 from diffseg.params import Params
 
-NAMES = ("cnnspot", "univfd")
+# The registry: baseline name (``diffseg baseline <name>``, params ``baselines.<name>``) -> its module, which
+# provides ``fit_and_score(params, train, test, model_dir) -> (test scores, extra result fields)``.
+BASELINES = {"cnnspot": baselines_cnnspot, "univfd": baselines_univfd}
 THRESHOLD = 0.5  # the detection threshold of diffseg.detect.metrics
-
-
-class ImageSet(Dataset):
-    """Items of one split of an assembled dataset: (uint8 RGB image, edited 0/1, image_id), read lazily."""
-
-    def __init__(self, root: Path, split: str):
-        self.data = records.StateDir(root)
-        manifest = self.data.manifest()
-        self.items = manifest[manifest["split"] == split].sort_values("image_id").reset_index(drop=True)
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def labels(self) -> np.ndarray:
-        return (self.items["n_edits"] > 0).to_numpy().astype(np.int64)
-
-    def __getitem__(self, index: int):
-        image_id = self.items.at[index, "image_id"]
-        return self.data.image(image_id), int(self.items.at[index, "n_edits"] > 0), image_id
 
 
 def splits(root: Path) -> tuple[ImageSet, ImageSet]:
@@ -73,12 +55,9 @@ def detection_metrics(edited: np.ndarray, scores: np.ndarray) -> dict:
 
 
 def run(params: Params, name: str, model_dir: Path, metrics_path: Path) -> dict:
-    if name == "cnnspot":
-        from diffseg.detect import baselines_cnnspot as method
-    elif name == "univfd":
-        from diffseg.detect import baselines_univfd as method
-    else:
-        raise UserError(f"unknown baseline '{name}' (known: {', '.join(NAMES)})")
+    if name not in BASELINES:
+        raise UserError(f"unknown baseline '{name}' (known: {', '.join(BASELINES)})")
+    method = BASELINES[name]
     train, test = splits(Path(params.detect.dataset))
     model_dir = records.fresh_dir(model_dir)
     scores, extra = method.fit_and_score(params, train, test, model_dir)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from diffseg import records
 from diffseg.detect import distortions, zoo
-from diffseg.detect.baselines import ImageSet
+from diffseg.detect.imageset import ImageSet
 from diffseg.detect.data import prepare
-from diffseg.detect.infer import autocast, pick_device
 from diffseg.params import CNNSpot, Params
+from diffseg.runtime import autocast, pick_device
 from diffseg.seeding import keyed_rng, keyed_seed
 
 # torchvision's ImageNet normalisation, which the ResNet-50 weights were trained with.
@@ -86,7 +86,7 @@ def scores(model: nn.Module, inputs: Dataset, device: str, batch_size: int) -> n
 
 
 def fit_and_score(params: Params, train: ImageSet, test: ImageSet, model_dir: Path) -> tuple[np.ndarray, dict]:
-    cfg, device = params.baselines.cnnspot, pick_device()
+    cfg, device = params.baselines.cnnspot, pick_device(params.detect.device)
     seed = keyed_seed(params.seed, "baseline", "cnnspot")
     torch.manual_seed(seed % (1 << 32))
     # warn_only: a few CUDA kernels have no deterministic variant; CPU runs are exact.

@@ -8,7 +8,7 @@ deterministic), saved as ``probe.safetensors`` (float64 weight and bias) plus ``
 
 The encoder and its image processor load by ``from_pretrained(baselines.univfd.clip_model)``: the real
 checkpoint at paper scale, offline a tiny randomly initialised twin of the same classes written by
-:func:`build_clip_twin` (``models/twins/clip``).
+:mod:`diffseg.twins.clip` (``models/twins/clip``).
 """
 from __future__ import annotations
 
@@ -19,33 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from diffseg import records
-from diffseg.detect.baselines import ImageSet
-from diffseg.detect.infer import pick_device
+from diffseg.detect.imageset import ImageSet
 from diffseg.errors import UserError
 from diffseg.params import Params
+from diffseg.runtime import is_local, pick_device
 from diffseg.seeding import keyed_seed
-
-TWIN_SIZE = 32  # input side of the tiny CLIP twin (224 for ViT-L/14)
-
-
-def build_clip_twin(out_dir: Path, seed: int) -> Path:
-    """A tiny random ``CLIPVisionModelWithProjection`` + ``CLIPImageProcessor`` saved into ``out_dir``.
-
-    Both load back with the same ``from_pretrained(out_dir)`` line as the real checkpoint; the processor
-    resizes the shorter side to 32 px and centre-crops 32 x 32, with OpenAI's CLIP normalisation.
-    """
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(keyed_seed(seed, "twins", "clip") % (1 << 32))
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=TWIN_SIZE, patch_size=8, projection_dim=16)
-    processor = CLIPImageProcessor(size={"shortest_edge": TWIN_SIZE},
-                                   crop_size={"height": TWIN_SIZE, "width": TWIN_SIZE})
-    out_dir = Path(out_dir)
-    CLIPVisionModelWithProjection(config).save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
-
 
 def load_clip(model: str, revision: str | None, device: str):
     """The frozen CLIP image encoder and its processor; a clear error when neither folder nor cached id."""
@@ -59,8 +37,7 @@ def load_clip(model: str, revision: str | None, device: str):
     except (OSError, ValueError) as err:
         hint = (f"baselines.univfd.clip_model: cannot load CLIP from '{model}': "
                 f"{str(err).strip().splitlines()[0][:300]}")
-        # Hub ids are 'org/name'; anything else (or an existing path) is meant as a local folder.
-        if Path(model).exists() or model.count("/") != 1 or model.startswith((".", "/")):
+        if is_local(model):
             hint += ". Offline, build the twin first (the twins stage writes models/twins/clip)"
         else:
             hint += (f". Offline, a hub model must already be in the Hugging Face cache: run "
@@ -83,7 +60,7 @@ def features(encoder, processor, images: ImageSet, device: str, batch_size: int)
 def fit_and_score(params: Params, train: ImageSet, test: ImageSet, model_dir: Path) -> tuple[np.ndarray, dict]:
     from sklearn.linear_model import LogisticRegression
 
-    cfg, device = params.baselines.univfd, pick_device()
+    cfg, device = params.baselines.univfd, pick_device(params.detect.device)
     encoder, processor = load_clip(cfg.clip_model, cfg.revision, device)
     print(f"baseline@univfd: CLIP features from '{cfg.clip_model}' on {device}, {len(train)} train images")
     train_x = features(encoder, processor, train, device, cfg.batch_size)

@@ -16,9 +16,10 @@ from torch.utils.data import ConcatDataset
 from diffseg import records
 from diffseg.detect import zoo
 from diffseg.detect.data import SegmentationSet
-from diffseg.detect.infer import pick_device, score_dataset
+from diffseg.detect.infer import score_dataset
 from diffseg.detect.train import fit
 from diffseg.params import Params
+from diffseg.runtime import pick_device
 from diffseg.seeding import keyed_seed
 
 
@@ -29,7 +30,7 @@ def touched_by(generator: str):
 
 def run(params: Params, held_out: str, metrics_path: Path) -> dict:
     cfg, spec = params.detect, params.detect.detectors[params.crossgen.detector]
-    root, classes, device = Path(cfg.dataset), ["authentic", "edited"], pick_device()
+    root, classes, device = Path(cfg.dataset), ["authentic", "edited"], pick_device(params.detect.device)
     seen = touched_by(held_out)
     train_set = SegmentationSet(root, ["train"], "binary", cfg.image_size, keep=lambda m: ~seen(m))
     unseen = SegmentationSet(root, ["train", "val", "test"], "binary", cfg.image_size, keep=seen)

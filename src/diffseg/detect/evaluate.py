@@ -14,8 +14,9 @@ import numpy as np
 from diffseg import records
 from diffseg.detect import zoo
 from diffseg.detect.data import SegmentationSet
-from diffseg.detect.infer import pick_device, score_dataset
+from diffseg.detect.infer import score_dataset
 from diffseg.params import Params
+from diffseg.runtime import pick_device
 
 MAX_CONFUSION_ROWS = 20_000  # DVC renders one row per sample; pixel counts are scaled down to this
 
@@ -31,9 +32,10 @@ def confusion_rows(matrix: np.ndarray, classes: list[str]) -> list[dict]:
 
 
 def run(params: Params, name: str, metrics_path: Path, confusion_path: Path) -> dict:
-    model, config = zoo.load(Path("models/detectors") / name, pick_device())
+    device = pick_device(params.detect.device)
+    model, config = zoo.load(Path("models/detectors") / name, device)
     test = SegmentationSet(Path(params.detect.dataset), ["test"], config["task"], config["image_size"])
-    scores = score_dataset(model, test, config["classes"], pick_device(), params.detect.batch_size)
+    scores = score_dataset(model, test, config["classes"], device, params.detect.batch_size)
     matrix = scores.pop("_matrix")
     result = {"detector": name, "arch": config["arch"], "encoder": config["encoder"], "task": config["task"],
               "test_images": len(test), **scores}

@@ -1,28 +1,12 @@
-"""Running a detector: device choice, batched prediction and scoring a whole dataset."""
+"""Running a detector: batched prediction and scoring a whole dataset."""
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from diffseg.detect.metrics import Accumulator
-
-
-def pick_device() -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def autocast(device: str):
-    """bf16 mixed precision on CUDA; full precision elsewhere (CPU autocast is slower than fp32 here)."""
-    if device == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from diffseg.runtime import autocast
 
 
 @torch.inference_mode()

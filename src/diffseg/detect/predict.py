@@ -42,7 +42,7 @@ def _own_size_check():
 
 def load_image(path: Path, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
     """8-bit RGB pixels of ``path``, at most ``max_side`` on the longer side, and notes on what was changed."""
-    from diffseg.source.ingest import to_rgb
+    from diffseg.images import to_rgb
 
     path = Path(path)
     if not path.is_file():
@@ -96,7 +96,7 @@ def predict(model: torch.nn.Module, config: dict, image: np.ndarray, device: str
 
 def draw(image: np.ndarray, label: np.ndarray, classes: list[str], areas: np.ndarray, title: str, path: Path) -> None:
     """The image with each predicted class overlaid in its colour, and a legend with its area share."""
-    from diffseg.dataset.figure import class_colours, overlay, plt
+    from diffseg.overlays import class_colours, overlay, plt
     from matplotlib.patches import Patch
 
     colours = class_colours(len(classes))
@@ -118,7 +118,7 @@ def draw(image: np.ndarray, label: np.ndarray, classes: list[str], areas: np.nda
 
 def run(params: Params, image_path: Path, detector: str | None = None, out: Path | None = None) -> dict:
     from diffseg.detect import zoo
-    from diffseg.detect.infer import pick_device
+    from diffseg.runtime import pick_device
 
     name = detector or next(iter(params.detect.detectors))
     folder = Path("models/detectors") / name
@@ -132,7 +132,7 @@ def run(params: Params, image_path: Path, detector: str | None = None, out: Path
     if out.exists() and image_path.exists() and out.resolve() == image_path.resolve():
         raise UserError(f"--out {out} is the input image; choose another name")
     image, notes = load_image(image_path)
-    device = pick_device()
+    device = pick_device(params.detect.device)
     model, config = zoo.load(folder, device)
     label, score = predict(model, config, image, device)
     classes = config["classes"]

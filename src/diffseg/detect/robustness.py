@@ -13,12 +13,13 @@ from diffseg import records
 from diffseg.detect import zoo
 from diffseg.detect.data import SegmentationSet
 from diffseg.detect.distortions import DISTORTIONS
-from diffseg.detect.infer import pick_device, score_dataset
+from diffseg.detect.infer import score_dataset
 from diffseg.params import Params
+from diffseg.runtime import pick_device
 
 
 def run(params: Params, name: str, metrics_path: Path, plots_dir: Path) -> dict:
-    device = pick_device()
+    device = pick_device(params.detect.device)
     model, config = zoo.load(Path("models/detectors") / name, device)
 
     def measure(distort=None) -> dict:

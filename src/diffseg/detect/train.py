@@ -25,9 +25,10 @@ from diffseg import records
 from diffseg.detect import distributed, zoo
 from diffseg.detect.data import SegmentationSet, task_classes
 from diffseg.detect.distributed import World
-from diffseg.detect.infer import autocast, pick_device, score_dataset
+from diffseg.detect.infer import score_dataset
 from diffseg.detect.metrics import Accumulator
 from diffseg.params import Detect, Params
+from diffseg.runtime import autocast, pick_device
 from diffseg.seeding import keyed_seed
 
 
@@ -140,7 +141,7 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
     seed = keyed_seed(params.seed, "train", name)
     torch.manual_seed(seed % (1 << 32))
     model = zoo.build(spec.arch, spec.encoder, len(classes), spec.encoder_weights)
-    device = pick_device()
+    device = pick_device(params.detect.device)
     world = distributed.setup(device) if distributed.launched() else None
     main = world is None or world.main
     if main:

@@ -7,7 +7,6 @@ encoder), so a newer detector is a one-line params change. Checkpoints are ``mod
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -1,24 +1,13 @@
-"""Generator families: one small adapter class per editing model.
+"""What every generator family shares: the :class:`Family` interface, the diffusers base class, batches.
 
 A family knows how to load its model, how to tell that a checkpoint really can inpaint, and the keyword
-arguments of its call. The device, dtype and memory policy, the output contract and the registry are
-shared in :class:`Family`; what every diffusers pipeline has in common is in :class:`DiffusersFamily`.
-Adding a generator family is one subclass decorated with ``@register``.
-
-The eight DiffSeg30k generators (real checkpoints in ``configs/paper.yaml``, details in
-``docs/generators.md``):
-
-- ``sd2``, ``sdxl``, ``flux_fill``, ``sd3``: diffusers inpainting pipelines;
-- ``kandinsky22``: an image-embedding prior plus an inpainting decoder, two checkpoints;
-- ``hunyuan_blend``, ``kolors_blend``: text-to-image pipelines that inpaint by blended latents
-  (:mod:`diffseg.edit.blended`), because diffusers has no inpainting pipeline for them;
-- ``glide``: OpenAI's ``glide-text2im`` package (:mod:`diffseg.edit.glide`).
+arguments of its call. The device, dtype and memory policy and the output contract are shared in
+:class:`Family`; what every diffusers pipeline has in common is in :class:`DiffusersFamily`. The
+families themselves and their registry are in :mod:`diffseg.edit.families`.
 """
 from __future__ import annotations
 
 import abc
-import ctypes
-import gc
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffseg.edit import blended
 from diffseg.errors import UserError
 from diffseg.params import Generator
-
-FAMILIES: dict[str, type["Family"]] = {}
+from diffseg.runtime import is_local, pick_device, pick_dtype, release_memory, short_error
 
 SIZE_MULTIPLE = 64  # every family's latent grid divides evenly at multiples of 64 pixels
 
@@ -61,42 +48,6 @@ class Batch:
         return self.images[0].size
 
 
-def register(cls: type["Family"]) -> type["Family"]:
-    FAMILIES[cls.name] = cls
-    return cls
-
-
-def create(gen: Generator, device: str = "cpu", cpu_offload: bool = False, vae_tiling: bool = False) -> "Family":
-    """The adapter of ``gen``, its settings already checked (no file or network access yet)."""
-    if gen.family not in FAMILIES:
-        raise GeneratorError(f"generator '{gen.name}': unknown family '{gen.family}' "
-                             f"(known: {', '.join(sorted(FAMILIES))})")
-    return FAMILIES[gen.family](gen, device, cpu_offload, vae_tiling)
-
-
-def is_local(model: str) -> bool:
-    """Hub ids are 'org/name'; anything with more parts, or starting with '.' or '/', is a folder."""
-    return model.startswith((".", "/")) or model.count("/") != 1 or Path(model).exists()
-
-
-def pick_device(requested: str = "auto") -> str:
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def pick_dtype(requested: str, device: str) -> torch.dtype:
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if device == "mps" else torch.float32
-
-
 def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     """(width, height) with the longer side at ``resolution``, both multiples of ``multiple``, aspect kept."""
     scale = resolution / max(width, height)
@@ -106,20 +57,6 @@ def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_M
 def seeded(seeds: list[int]) -> list[torch.Generator]:
     """CPU generators: the same seed gives the same noise on every device."""
     return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-
-
-def release_memory() -> None:
-    """Return a dropped model's memory to the system, not only to the allocators' free lists."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-    try:
-        # glibc keeps freed small blocks in its arenas; without a trim a worker's RSS stays at its peak.
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc (macOS, musl): nothing to trim
 
 
 class Family(abc.ABC):
@@ -280,122 +217,10 @@ def _tile_autoencoders(pipe) -> None:
 
 def _load_hint(pipeline: str, model: str, revision: str | None, err: Exception) -> str:
     where = f"'{model}'" + (f" at revision {revision}" if revision else "")
-    message = f"cannot load {pipeline} from {where}: {_short(err)}"
+    message = f"cannot load {pipeline} from {where}: {short_error(err)}"
     if not is_local(model):
         message += (f". '{model}' is not a local folder either, so it was taken as a hub id. Offline, a hub "
                     f"model must already be in the Hugging Face cache: run `huggingface-cli download {model}` "
                     f"on a connected machine (gated models need `huggingface-cli login` and an accepted "
                     f"licence first)")
     return message
-
-
-def _short(err: Exception) -> str:
-    return str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-
-
-class _UNetInpaint(DiffusersFamily):
-    def check_pipeline(self, pipe) -> None:
-        channels = pipe.unet.config.in_channels
-        if channels != 9:
-            raise self.fail(f"'{self.gen.model}' is not an inpainting checkpoint (its UNet takes {channels} "
-                            f"input channels, inpainting needs 9)")
-
-
-@register
-class SD2(_UNetInpaint):
-    """Stable Diffusion 2 inpainting (stabilityai/stable-diffusion-2-inpainting)."""
-
-    name = "sd2"
-    pipeline = "StableDiffusionInpaintPipeline"
-
-
-@register
-class SDXL(_UNetInpaint):
-    """SDXL inpainting (diffusers/stable-diffusion-xl-1.0-inpainting-0.1)."""
-
-    name = "sdxl"
-    pipeline = "StableDiffusionXLInpaintPipeline"
-
-
-@register
-class FluxFill(DiffusersFamily):
-    """FLUX.1 Fill (black-forest-labs/FLUX.1-Fill-dev): guidance-distilled, no negative prompt."""
-
-    name = "flux_fill"
-    pipeline = "FluxFillPipeline"
-    takes_negative_prompt = False
-
-    def check_pipeline(self, pipe) -> None:
-        # Fill checkpoints take image latents, masked-image latents and the packed mask.
-        latent = pipe.vae.config.latent_channels
-        expected = 8 * latent + 4 * pipe.vae_scale_factor ** 2
-        if pipe.transformer.config.in_channels != expected:
-            raise self.fail(f"'{self.gen.model}' is not a FLUX Fill checkpoint (transformer in_channels "
-                            f"{pipe.transformer.config.in_channels}, Fill needs {expected})")
-
-
-@register
-class SD3(DiffusersFamily):
-    """Stable Diffusion 3.5 inpainting through StableDiffusion3InpaintPipeline (stabilityai/stable-diffusion-3.5-*).
-
-    The pipeline inpaints with the base (text-to-image) transformer by re-noising the known region, so
-    an SD3 text-to-image checkpoint is the right input here; there is no channel count to check.
-    """
-
-    name = "sd3"
-    pipeline = "StableDiffusion3InpaintPipeline"
-
-
-class BlendedFamily(DiffusersFamily):
-    """A text-to-image pipeline that inpaints by blended latents (:mod:`diffseg.edit.blended`).
-
-    The method always starts from pure noise inside the mask, so there is no strength setting.
-    """
-
-    takes_strength = False
-
-    def check_pipeline(self, pipe) -> None:
-        problem = blended.unsupported(pipe)
-        if problem:
-            raise self.fail(f"'{self.gen.model}': {problem}")
-
-    def _generate(self, batch: Batch) -> np.ndarray:
-        return blended.inpaint(self.pipe, batch.images, batch.masks, seeded(batch.seeds), **self.call_kwargs(batch))
-
-
-@register
-class HunyuanBlend(BlendedFamily):
-    """HunyuanDiT v1.1 (Tencent-Hunyuan/HunyuanDiT-v1.1-Diffusers) through HunyuanDiTPipeline.
-
-    diffusers has no inpainting pipeline for HunyuanDiT, so the released text-to-image model inpaints
-    by blended latents. Sizes are multiples of 16 (VAE 8 x patch 2); the family's multiples of 64
-    satisfy that.
-    """
-
-    name = "hunyuan_blend"
-    pipeline = "HunyuanDiTPipeline"
-
-    def call_kwargs(self, batch: Batch) -> dict:
-        # Resolution binning would snap the size to a trained aspect ratio, away from the mask's latent
-        # grid; the edit stage already picks the size, so binning stays off whatever the options say.
-        return {**super().call_kwargs(batch), "use_resolution_binning": False}
-
-
-@register
-class KolorsBlend(BlendedFamily):
-    """Kolors (Kwai-Kolors/Kolors-diffusers) through KolorsPipeline, inpainting by blended latents.
-
-    Why not Kwai-Kolors/Kolors-Inpainting: that checkpoint is an SDXL-style UNet with 9 input channels
-    driven by ChatGLM, and it runs only with the Kolors repository's own pipeline code; diffusers has
-    no Kolors inpainting pipeline, and its SDXL inpainting pipeline expects CLIP text encoders. The
-    most faithful option diffusers can run is the released text-to-image Kolors model itself, with
-    blended latents keeping the background. The checkpoint ships fp16 weights only: set
-    ``variant: fp16``. A 9-channel UNet given here is refused at load.
-    """
-
-    name = "kolors_blend"
-    pipeline = "KolorsPipeline"
-
-
-# Imported last: these modules subclass the classes above and register their families.
-from diffseg.edit import glide, kandinsky  # noqa: E402,F401

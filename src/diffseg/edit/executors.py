@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from diffseg.edit import families
+from diffseg.edit.jobs import Executor, Groups, Inputs, Job, Outcome
 from diffseg.errors import UserError
 from diffseg.params import Edit, Generator
 
@@ -37,7 +38,7 @@ class ExecutorError(UserError, RuntimeError):
     """A Ray cluster that cannot be reached or cannot hold one worker."""
 
 
-def create(edit: Edit, stage: str):
+def create(edit: Edit, stage: str) -> Executor:
     """The executor ``edit.executor`` names; a Ray address is checked here, before any work."""
     if edit.executor == "ray":
         return RayExecutor(edit, stage)
@@ -50,7 +51,8 @@ class InProcess:
     def __init__(self, edit: Edit, stage: str):
         self.edit, self.stage = edit, stage
 
-    def run(self, groups: list, prepare: Callable, attempt: Callable, finish: Callable) -> None:
+    def run(self, groups: Groups, prepare: Callable[[Job], Inputs], attempt: Callable[..., Outcome],
+            finish: Callable[[Job, Inputs, Outcome], None]) -> None:
         """Run ``groups`` ([(generator, jobs)]): ``finish(job, inputs, attempt(adapter, prepare(job)))``."""
         for gen, jobs in groups:
             adapter = families.create(gen, self.edit.device, self.edit.cpu_offload, self.edit.vae_tiling)
@@ -89,7 +91,7 @@ class Worker:
             return str(err)
         return ""
 
-    def run(self, inputs):
+    def run(self, inputs: Inputs) -> Outcome:
         return self.attempt(self.adapter, inputs)
 
 
@@ -109,7 +111,8 @@ class RayExecutor:
         if self.address is not None:
             _check_reachable(self.address, self.key)
 
-    def run(self, groups: list, prepare: Callable, attempt: Callable, finish: Callable) -> None:
+    def run(self, groups: Groups, prepare: Callable[[Job], Inputs], attempt: Callable[..., Outcome],
+            finish: Callable[[Job, Inputs, Outcome], None]) -> None:
         """Like :meth:`InProcess.run`, with ``attempt`` on the actors and the rest here, in order of arrival."""
         shards = _shards(groups, self.cfg.num_workers)
         if not shards:
@@ -196,7 +199,7 @@ class RayExecutor:
         return n
 
 
-def _shards(groups: list, num_workers: int) -> list[_Shard]:
+def _shards(groups: Groups, num_workers: int) -> list[_Shard]:
     """Each generator's jobs cut into contiguous shards, enough for every worker when generators are few."""
     groups = [(gen, jobs) for gen, jobs in groups if jobs]
     if not groups:

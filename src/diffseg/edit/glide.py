@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from diffseg.edit.families import Batch, Family, register
+from diffseg.edit.base import Batch, Family
 
 INSTALL = "pip install git+https://github.com/openai/glide-text2im"
 CACHE = Path.home() / ".cache" / "glide-text2im"
@@ -31,7 +31,6 @@ SIZE, LOW = 256, 64  # the upsampler's output and the base model's side, fixed b
 OPTIONS = {"upsample_temp": 0.997, "upsample_respacing": "fast27"}
 
 
-@register
 class Glide(Family):
     """GLIDE inpainting (base-inpaint + upsample-inpaint); square 256 px, no negative prompt."""
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffseg.edit.families import Batch, DiffusersFamily, GeneratorError, register, seeded
+from diffseg.edit.base import Batch, DiffusersFamily, GeneratorError, seeded
 
 # Prior sampling settings, named as in KandinskyV22InpaintCombinedPipeline; its defaults.
 PRIOR_OPTIONS = {"prior_num_inference_steps": 25, "prior_guidance_scale": 4.0}
 
 
-@register
 class Kandinsky22(DiffusersFamily):
     """Kandinsky 2.2 prior + inpainting decoder.
 

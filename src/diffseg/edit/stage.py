@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,9 @@ from PIL import Image
 
 from diffseg import masks, records
 from diffseg.edit import executors, families, journal
+from diffseg.edit.jobs import Inputs, Job, Outcome
 from diffseg.params import Params
+from diffseg.runtime import pick_device
 
 
 def to_uint8(generated: np.ndarray) -> np.ndarray:
@@ -44,25 +45,6 @@ def check_generators(params: Params, names: set[str]) -> list[families.Family]:
     return adapters
 
 
-@dataclass
-class Job:
-    """One batch: the unit of generation, of journaling and of resumption."""
-    index: int  # position in the turn's batch order (the journal's key)
-    generator: str
-    size: tuple[int, int]  # the generator's native (width, height) for these images
-    rows: list[dict]  # plan rows
-
-
-@dataclass
-class Inputs:
-    """What one pipeline call needs; an executor may ship it to another process or machine."""
-    befores: list[np.ndarray]
-    masks: list[np.ndarray]
-    prompts: list[str]
-    negative_prompts: list[str]
-    seeds: list[int]
-
-
 def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     executor = executors.create(params.edit, f"edit@{turn}")  # a bad cluster address stops here, before work
     turn_index = params.turn_names.index(turn) + 1
@@ -73,11 +55,12 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     class_id = {name: k for k, name in enumerate(params.classes)}
     adapters = check_generators(params, set(todo["generator"]))
 
-    groups = [(adapter.gen, _jobs(todo[todo["generator"] == adapter.gen.name], prev, adapter,
-                                  params.edit.batch_size)) for adapter in adapters]
-    all_jobs = [job for _, jobs in groups for job in jobs]
-    for index, job in enumerate(all_jobs):
-        job.index = index
+    groups, all_jobs = [], []
+    for adapter in adapters:
+        batches = _batches(todo[todo["generator"] == adapter.gen.name], prev, adapter, params.edit.batch_size)
+        jobs = [Job(len(all_jobs) + k, adapter.gen.name, size, rows) for k, (size, rows) in enumerate(batches)]
+        groups.append((adapter.gen, jobs))
+        all_jobs += jobs
     log = journal.Journal(f"edit-{turn}", _fingerprint(params, turn_index, prev, plan, todo))
     done = log.finished()
     print(f"edit@{turn}: {len(all_jobs)} batch(es): {len(done & {j.index for j in all_jobs})} reused from an "
@@ -88,9 +71,9 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
                       [r["prompt"] for r in job.rows], [r["negative_prompt"] for r in job.rows],
                       [int(r["seed"]) for r in job.rows])
 
-    def finish(job: Job, inputs: Inputs, outcome: tuple) -> None:
+    def finish(job: Job, inputs: Inputs, outcome: Outcome) -> None:
         rows = _finish(job, inputs, outcome, prev, log.items, class_id[job.generator], turn_index)
-        log.record(job.index, rows, retry=outcome[0] is None)
+        log.record(job.index, rows, retry=outcome.failed)
 
     executor.run([(gen, [j for j in jobs if j.index not in done]) for gen, jobs in groups], prepare, attempt, finish)
 
@@ -126,25 +109,26 @@ def _fingerprint(params: Params, turn_index: int, prev: records.StateDir, plan: 
     settings = dataclasses.asdict(params.edit)
     del settings["executor"], settings["ray"]  # where batches run does not change what they produce
     package = Path(records.__file__).parent
-    code = sorted((package / "edit").glob("*.py")) + [package / "records.py", package / "masks.py"]
+    code = sorted((package / "edit").glob("*.py")) + [package / name for name in ("records.py", "masks.py", "runtime.py")]
     files = [p for image_id in todo["image_id"] for p in (
         prev.image_path(image_id), prev.label_path(image_id), prev.turnmask_path(image_id), plan.mask_path(image_id))]
     return journal.fingerprint([
         json.dumps({"edit": settings, "turn": turn_index, "classes": params.classes,
-                    "device": families.pick_device(params.edit.device), "threads": torch.get_num_threads(),
+                    "device": pick_device(params.edit.device), "threads": torch.get_num_threads(),
                     "versions": [torch.__version__, diffusers.__version__, transformers.__version__]},
                    sort_keys=True, default=str),
         plan.root / records.MANIFEST, *code, *files])
 
 
-def _jobs(items: pd.DataFrame, prev: records.StateDir, adapter: families.Family, batch_size: int) -> list[Job]:
-    """Rows grouped by native size (one pipeline call needs one size), then cut into batches."""
+def _batches(items: pd.DataFrame, prev: records.StateDir, adapter: families.Family,
+             batch_size: int) -> list[tuple[tuple[int, int], list[dict]]]:
+    """Rows grouped by native size (one pipeline call needs one size), then cut into batches: (size, rows)."""
     by_size: dict[tuple[int, int], list[dict]] = {}
     for row in items.to_dict("records"):
         with Image.open(prev.image_path(row["image_id"])) as img:
             size = adapter.native_size(*img.size)
         by_size.setdefault(size, []).append(row)
-    return [Job(-1, adapter.gen.name, size, by_size[size][start:start + batch_size])
+    return [(size, by_size[size][start:start + batch_size])
             for size in sorted(by_size) for start in range(0, len(by_size[size]), batch_size)]
 
 
@@ -169,25 +153,24 @@ def generate(adapter: families.Family, befores: list[np.ndarray], edit_masks: li
     return size, backs
 
 
-def attempt(adapter: families.Family, inputs: Inputs) -> tuple[list[np.ndarray | None] | None, str]:
-    """The generated images (see :func:`generate`), or None and the reason when the pipeline call raised."""
+def attempt(adapter: families.Family, inputs: Inputs) -> Outcome:
+    """The generated images (see :func:`generate`), or the reason when the pipeline call raised."""
     try:
-        return generate(adapter, inputs.befores, inputs.masks, inputs.prompts, inputs.negative_prompts,
-                        inputs.seeds)[1], ""
+        return Outcome(generate(adapter, inputs.befores, inputs.masks, inputs.prompts, inputs.negative_prompts,
+                                inputs.seeds)[1])
     except Exception as err:  # noqa: BLE001 - one bad batch (e.g. out of memory) must not stop the stage
-        return None, f"generator error: {type(err).__name__}: {err}"[:500]
+        return Outcome(None, f"generator error: {type(err).__name__}: {err}"[:500])
 
 
-def _finish(job: Job, inputs: Inputs, outcome: tuple, prev: records.StateDir, out: records.StateDir,
+def _finish(job: Job, inputs: Inputs, outcome: Outcome, prev: records.StateDir, out: records.StateDir,
             class_id: int, turn_index: int) -> list[dict]:
     """Composite the batch's outputs into ``out``; its manifest rows."""
-    backs, error = outcome
     base = [{"image_id": r["image_id"], "turn": r["turn"], "generator": job.generator, "class_id": class_id,
              "native_width": job.size[0], "native_height": job.size[1], "status": records.OK, "reason": ""}
             for r in job.rows]
-    if backs is None:
-        return [dict(row, status=records.FAILED, reason=error) for row in base]
-    for row, before, mask, back in zip(base, inputs.befores, inputs.masks, backs):
+    if outcome.failed:
+        return [dict(row, status=records.FAILED, reason=outcome.error) for row in base]
+    for row, before, mask, back in zip(base, inputs.befores, inputs.masks, outcome.images):
         if back is None:
             row.update(status=records.FAILED, reason="generator output contains NaN or Inf")
             continue

@@ -16,7 +16,7 @@ from PIL import Image
 
 from diffseg import records
 from diffseg.params import Params
-from diffseg.propose import answers, vlm
+from diffseg.vlm import answers, backends
 
 RUBRIC = """Image 1 is a photo before a local edit, image 2 the same photo after it. The edit: {action} \
 "{target}"; the edited region was to show: "{prompt}".
@@ -76,11 +76,11 @@ def decide(verdict: Verdict, params: Params) -> tuple[bool, str]:
     return True, f"passed heuristics and judge (realism {verdict.realism}, instruction {verdict.instruction})"
 
 
-def request(turn: str, image_id: str, plan: pd.Series, before, after, max_pixels: int) -> vlm.Request:
+def request(turn: str, image_id: str, plan: pd.Series, before, after, max_pixels: int) -> backends.Request:
     text = RUBRIC.format(action=plan["action"], target=plan["target"], prompt=plan["prompt"])
-    images = [vlm.fit_pixels(Image.fromarray(a), max_pixels) for a in (before, after)]
+    images = [backends.fit_pixels(Image.fromarray(a), max_pixels) for a in (before, after)]
     content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": text}]
-    return vlm.Request("judge", image_id, turn, [{"role": "user", "content": content}], images)
+    return backends.Request("judge", image_id, turn, [{"role": "user", "content": content}], images)
 
 
 def judge(params: Params, turn: str, backend, image_ids: list[str], plans: pd.DataFrame,
@@ -91,13 +91,13 @@ def judge(params: Params, turn: str, backend, image_ids: list[str], plans: pd.Da
     for start in range(0, len(image_ids), cfg.batch_size):  # one batch of images in memory at a time
         chunk = image_ids[start:start + cfg.batch_size]
         requests = [request(turn, i, plans.loc[i], prev.image(i), edit.image(i), cfg.max_pixels) for i in chunk]
-        exchanges = vlm.ask(backend, requests, lambda _, text: parse_verdict(text))
-        transcript += vlm.transcript_lines(exchanges)
+        exchanges = backends.ask(backend, requests, lambda _, text: parse_verdict(text))
+        transcript += backends.transcript_lines(exchanges)
         out.update({image_id: outcome(exchange, params) for image_id, exchange in zip(chunk, exchanges)})
     return out, transcript
 
 
-def outcome(exchange: vlm.Exchange, params: Params) -> dict:
+def outcome(exchange: backends.Exchange, params: Params) -> dict:
     """The judge columns of one edit, whether it stays (``accepted``) and why (``reason``)."""
     audit = {**NOT_JUDGED, "judge_attempts": len(exchange.answers), "judge_answer": exchange.raw}
     if exchange.ok:

@@ -21,7 +21,7 @@ from diffseg import masks, records
 from diffseg.filter import judge
 from diffseg.filter.heuristics import decide, score
 from diffseg.params import Params
-from diffseg.propose import vlm
+from diffseg.vlm import backends
 
 ACCEPTED, REJECTED, NO_EDIT = "accepted", "rejected", "none"
 
@@ -41,7 +41,7 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     coco = prev.annotations()
     backend = None
     if params.filter.judge == "vlm":  # bad model settings stop the stage before the previous output is replaced
-        backend = vlm.create(params.filter.vlm, "filter.vlm")
+        backend = backends.create(params.filter.vlm, "filter.vlm")
         backend.load()
     out = records.StateDir(records.fresh_dir(out_dir))
 
@@ -73,7 +73,7 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
             verdicts, transcript = judge.judge(params, turn, backend, to_judge, plans, prev, edit)
         finally:
             backend.unload()
-        vlm.write_transcript(out.root / judge.TRANSCRIPT, transcript)
+        backends.write_transcript(out.root / judge.TRANSCRIPT, transcript)
         for image_id, row in decided.items():
             verdict = verdicts.get(image_id, {})
             row.update({k: verdict.get(k, v) for k, v in judge.NOT_JUDGED.items()})

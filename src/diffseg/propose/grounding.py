@@ -24,6 +24,8 @@ from scipy import ndimage
 from diffseg import masks
 from diffseg.errors import UserError
 from diffseg.params import Grounding
+from diffseg.runtime import is_local, load_hint, pick_device, release_memory
+from diffseg.sam_twin import register_sam_twin
 
 FULL_IMAGE = 0.98  # a mask covering this share of the image is the whole image, not an object
 
@@ -101,8 +103,6 @@ class GroundedSAM:
     """Grounding DINO boxes, SAM masks."""
 
     def __init__(self, cfg: Grounding):
-        from diffseg.edit.families import pick_device
-
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.processor = self.detector = self.predictor = None
@@ -111,10 +111,6 @@ class GroundedSAM:
         import transformers
         from segment_anything import SamPredictor, sam_model_registry
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
-
-        from diffseg.edit.families import is_local
-        from diffseg.propose import vlm_twins
-        from diffseg.propose.vlm import load_hint
 
         transformers.utils.logging.disable_progress_bar()
         cfg = self.cfg
@@ -128,7 +124,7 @@ class GroundedSAM:
         except (OSError, ValueError) as err:
             raise UserError(load_hint("propose.grounding.detector", cfg.detector, err)) from None
         self.detector.to(self.device).eval()
-        vlm_twins.register_sam_twin()
+        register_sam_twin()
         if cfg.sam_type not in sam_model_registry:
             raise UserError(f"propose.grounding.sam_type: '{cfg.sam_type}' is not one of "
                             f"{sorted(sam_model_registry)}")
@@ -144,8 +140,6 @@ class GroundedSAM:
         self.predictor = SamPredictor(sam.to(self.device).eval())
 
     def unload(self) -> None:
-        from diffseg.edit.families import release_memory
-
         self.processor = self.detector = self.predictor = None
         release_memory()
 

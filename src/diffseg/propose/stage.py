@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from diffseg import records
 from diffseg.params import Params
-from diffseg.propose import annotation_quality, grounding, vlm, vlm_planner
+from diffseg.propose import annotation_quality, grounding, vlm_planner
+from diffseg.vlm import backends
 from diffseg.propose.annotations import Plan, plan_image, planned_turns
 
 TRANSCRIPT = "transcript.jsonl"
@@ -85,7 +86,7 @@ def _vlm_rows(params: Params, turn: str, turn_index: int, prev: records.StateDir
     cfg = params.propose
     ids = prev.ok_ids()
     todo = [i for i in ids if vp.needs_plan(params, i, turn_index)]
-    backend, segmenter = vlm.create(cfg.vlm, "propose.vlm"), grounding.create(cfg.grounding)
+    backend, segmenter = backends.create(cfg.vlm, "propose.vlm"), grounding.create(cfg.grounding)
     if todo:  # bad model settings stop the stage here, before the previous output is replaced
         backend.load()
         segmenter.load()
@@ -108,11 +109,11 @@ def _vlm_rows(params: Params, turn: str, turn_index: int, prev: records.StateDir
                 done[item.image_id] = _row(params, item.image_id, turn, turn_index, plan, extra)
                 if plan.mask is not None:
                     plan_dir.write_mask(item.image_id, plan.mask)
-            transcript += vlm.transcript_lines([item.exchange for item in items])
+            transcript += backends.transcript_lines([item.exchange for item in items])
     finally:
         backend.unload()
         segmenter.unload()
-    vlm.write_transcript(plan_dir.root / TRANSCRIPT, transcript)
+    backends.write_transcript(plan_dir.root / TRANSCRIPT, transcript)
     rows = []
     for image_id in ids:
         if image_id in done:

@@ -22,7 +22,8 @@ from PIL import Image
 
 from diffseg import masks, records
 from diffseg.params import Params
-from diffseg.propose import answers, grounding, templates, vlm
+from diffseg.propose import grounding, templates
+from diffseg.vlm import answers, backends
 from diffseg.propose.annotations import Plan, finish_plan, free_region, plan_image, planned_turns
 from diffseg.seeding import keyed_rng
 
@@ -57,7 +58,7 @@ class Item:
     caption: str
     history: list[dict]  # the image's earlier rows of history.parquet
     shown: tuple[int, int] = (0, 0)  # (width, height) of the image the model sees
-    exchange: vlm.Exchange | None = None
+    exchange: backends.Exchange | None = None
     queue: list[answers.Candidate] = field(default_factory=list)  # valid candidates not tried yet
     failures: list[str] = field(default_factory=list)
     result: tuple[Plan, dict] | None = None  # the plan and its vlm columns, once one passed
@@ -70,9 +71,9 @@ def describe_history(rows: list[dict], limit: int) -> str:
     return "; ".join(f"{r['turn']}: {r['action']} '{r['target']}' ({r['decision']})" for r in edits)
 
 
-def plan_request(item: Item, params: Params, turn: str) -> vlm.Request:
+def plan_request(item: Item, params: Params, turn: str) -> backends.Request:
     cfg = params.propose
-    shown = vlm.fit_pixels(Image.fromarray(item.image), cfg.vlm.max_pixels)
+    shown = backends.fit_pixels(Image.fromarray(item.image), cfg.vlm.max_pixels)
     item.shown = shown.size
     names = sorted({a["name"] for a in item.instances})
     context = "\n".join([f"Caption: {item.caption}" if item.caption else "Caption: none",
@@ -82,7 +83,7 @@ def plan_request(item: Item, params: Params, turn: str) -> vlm.Request:
     text = PLAN_PROMPT.format(width=shown.size[0], height=shown.size[1], context=context, n=cfg.vlm.n_candidates,
                               actions=actions)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    return vlm.Request("plan", item.image_id, turn, messages, [shown])
+    return backends.Request("plan", item.image_id, turn, messages, [shown])
 
 
 def plan_batch(params: Params, turn: str, turn_index: int, items: list[Item], backend, segmenter) -> None:
@@ -91,12 +92,12 @@ def plan_batch(params: Params, turn: str, turn_index: int, items: list[Item], ba
     actions = {a for a, w in cfg.action_weights.items() if w > 0}
     by_id = {item.image_id: item for item in items}
 
-    def parse(request: vlm.Request, text: str):
+    def parse(request: backends.Request, text: str):
         found, problems = answers.parse_plan(text, actions, cfg.vlm.n_candidates, by_id[request.image_id].shown)
         return (found, problems), ([] if found else problems)  # one valid candidate makes the answer usable
 
     requests = [plan_request(item, params, turn) for item in items]
-    for item, exchange in zip(items, vlm.ask(backend, requests, parse)):
+    for item, exchange in zip(items, backends.ask(backend, requests, parse)):
         item.exchange = exchange
         candidates, problems = exchange.parsed or ([], [])
         item.queue = list(candidates)

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from diffseg import records  # noqa: E402
-from diffseg.dataset.card import OFFLINE_WARNING  # noqa: E402
+from diffseg.notices import OFFLINE_WARNING  # noqa: E402
 from diffseg.params import Params  # noqa: E402
 from diffseg.report import tables  # noqa: E402
 

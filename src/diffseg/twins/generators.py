@@ -1,4 +1,4 @@
-"""``twins``: tiny, randomly initialised checkpoints of the real generator pipelines.
+"""Tiny, randomly initialised checkpoints of the real generator pipelines.
 
 Offline there is no hub, so each family's *real* pipeline class is instantiated from small configs,
 saved with ``save_pretrained`` and later loaded by the very ``from_pretrained`` line a GPU user runs
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from diffseg import records
 from diffseg.seeding import keyed_seed
 
 LATENT_SCALE = 8  # the VAEs below downsample 8x, like the real ones
@@ -21,7 +19,7 @@ LATENT_SCALE = 8  # the VAEs below downsample 8x, like the real ones
 MAX_TOKENS = 256
 
 
-def _byte_vocab() -> list[str]:
+def byte_vocab() -> list[str]:
     """GPT-2's byte-to-unicode table: a byte-level vocabulary that needs no download."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
     chars, extra = keep[:], 0
@@ -36,7 +34,7 @@ def _byte_vocab() -> list[str]:
 def clip_tokenizer():
     from transformers import CLIPTokenizer
 
-    chars = _byte_vocab()
+    chars = byte_vocab()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=MAX_TOKENS)
 
@@ -298,35 +296,3 @@ def build(family: str, seed: int) -> dict:
     torch.manual_seed(keyed_seed(seed, "twins", family) % (1 << 32))
     made = BUILDERS[family]()
     return made if isinstance(made, dict) else {family: made}
-
-
-def run(seed: int, families: list[str], out_dir: Path, clip: bool = False, vlm: bool = False) -> pd.DataFrame:
-    """Save the twin of every family (and, with ``clip``, the CLIP image encoder UnivFD probes; with ``vlm``, the
-    Qwen2.5-VL, Grounding DINO and SAM of the vlm planner and judge) in ``out_dir``."""
-    unknown = [f for f in families if f not in BUILDERS]
-    if unknown:
-        raise ValueError(f"twins.families: no twin builder for {unknown} (known: {', '.join(BUILDERS)})")
-    out_dir = records.fresh_dir(out_dir)
-    rows = []
-    for family in families:
-        for folder, pipe in build(family, seed).items():
-            pipe.save_pretrained(out_dir / folder)
-            n_params = sum(p.numel() for c in pipe.components.values() if isinstance(c, torch.nn.Module)
-                           for p in c.parameters())
-            rows.append({"family": family, "pipeline": type(pipe).__name__, "folder": folder, "parameters": n_params,
-                         "status": records.OK, "reason": ""})
-            print(f"twins: {folder}: {type(pipe).__name__}, {n_params / 1e6:.2f} M parameters")
-    if clip:
-        from diffseg.detect.baselines_univfd import build_clip_twin
-
-        build_clip_twin(out_dir / "clip", seed)
-        rows.append({"family": "clip", "pipeline": "CLIPVisionModelWithProjection", "folder": "clip",
-                     "parameters": 0, "status": records.OK, "reason": ""})
-        print("twins: clip: CLIPVisionModelWithProjection (UnivFD's image encoder)")
-    if vlm:
-        from diffseg.propose.vlm_twins import build_vlm_twins
-
-        rows.extend(build_vlm_twins(out_dir, seed))
-    manifest = pd.DataFrame(rows)
-    records.write_table(out_dir / records.MANIFEST, manifest)
-    return manifest

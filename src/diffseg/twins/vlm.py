@@ -5,23 +5,23 @@
   ``AutoModelForImageTextToText`` / ``AutoProcessor.from_pretrained`` like Qwen/Qwen2.5-VL-7B-Instruct.
 * ``grounding_dino``: ``GroundingDinoForObjectDetection`` (Swin + BERT) with its processor, likewise.
 * ``sam/sam_vit_twin.pth``: a segment-anything ``Sam`` state dict, loaded by
-  ``sam_model_registry["vit_twin"](checkpoint=...)``, the call that loads vit_h; :func:`register_sam_twin`
-  adds the twin's architecture to the registry next to vit_h / vit_l / vit_b.
+  ``sam_model_registry["vit_twin"](checkpoint=...)``, the call that loads vit_h; the twin's architecture
+  is in :mod:`diffseg.sam_twin`, which the loader registers next to vit_h / vit_l / vit_b.
 
 Their answers are gibberish and their boxes and masks random: they prove the machinery (loading,
 prompting, batching, parsing, recording), not the planning.
 """
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from diffseg import records
+from diffseg.sam_twin import SAM_TWIN, sam_twin
 from diffseg.seeding import keyed_seed
+from diffseg.twins.generators import bert_tokenizer, byte_vocab
 
-SAM_TWIN = "vit_twin"
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|image_pad|>", "<|video_pad|>"]
 # Qwen2.5-VL's own chat template, reduced to what the stages send: text and image parts, no tools.
@@ -33,48 +33,11 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def sam_twin(checkpoint: str | None = None):
-    """segment-anything's ``Sam`` at toy size: 256 px input, a 2-block 32-wide ViT, 64-wide prompts and decoder.
-
-    Built like ``segment_anything.build_sam._build_sam`` builds vit_h / vit_l / vit_b, and loading
-    ``checkpoint`` the same way (``torch.load`` of a state dict, ``load_state_dict``). The real builders
-    fix the input at 1024 px and the prompt width at 256, which makes even a 2-block encoder take seconds
-    per image on a CPU.
-    """
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    size, patch, width = 256, 16, 64
-    sam = Sam(image_encoder=ImageEncoderViT(depth=2, embed_dim=32, img_size=size, mlp_ratio=4,
-                                            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2,
-                                            patch_size=patch, qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1],
-                                            window_size=4, out_chans=width),
-              prompt_encoder=PromptEncoder(embed_dim=width, image_embedding_size=(size // patch, size // patch),
-                                           input_image_size=(size, size), mask_in_chans=8),
-              mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(
-                  depth=2, embedding_dim=width, mlp_dim=128, num_heads=4), transformer_dim=width, iou_head_depth=3,
-                  iou_head_hidden_dim=64),
-              pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
-    sam.eval()
-    if checkpoint is not None:
-        with open(checkpoint, "rb") as f:
-            sam.load_state_dict(torch.load(f, weights_only=True))
-    return sam
-
-
-def register_sam_twin() -> None:
-    """Make ``sam_model_registry['vit_twin']`` the twin's builder (idempotent), beside vit_h / vit_l / vit_b."""
-    from segment_anything import sam_model_registry
-
-    sam_model_registry.setdefault(SAM_TWIN, sam_twin)
-
-
 def qwen_tokenizer():
     """Byte-level BPE without merges (one token per byte) plus Qwen's special tokens: no download."""
     from transformers import Qwen2Tokenizer
 
-    from diffseg.edit.twins import _byte_vocab
-
-    vocab = {c: i for i, c in enumerate(_byte_vocab())}
+    vocab = {c: i for i, c in enumerate(byte_vocab())}
     for token in QWEN_SPECIAL:
         vocab[token] = len(vocab)
     tok = Qwen2Tokenizer(vocab=vocab, merges=[], errors="replace", unk_token=None, bos_token=None,
@@ -113,8 +76,6 @@ def build_qwen(out_dir: Path) -> int:
 def build_grounding_dino(out_dir: Path) -> int:
     from transformers import (GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
                               GroundingDinoProcessor, SwinConfig)
-
-    from diffseg.edit.twins import bert_tokenizer
 
     tok = bert_tokenizer()
     # Two decoder layers at least: with one, transformers' tie_weights_keys for bbox_embed do not resolve.

@@ -25,7 +25,8 @@ from PIL import Image
 from diffseg import records
 from diffseg.errors import UserError
 from diffseg.params import VLM
-from diffseg.propose import answers
+from diffseg.runtime import is_local, load_hint, pick_device, pick_dtype, release_memory
+from diffseg.vlm import answers
 
 # One character more than the parser accepts: runaway generation is cut here and still refused as too long.
 MAX_ANSWER_CHARS = answers.MAX_CHARS + 1
@@ -176,8 +177,6 @@ class TransformersVLM:
     """A chat VLM through transformers, loaded once, asked in batches."""
 
     def __init__(self, cfg: VLM, key: str):
-        from diffseg.edit.families import pick_device, pick_dtype
-
         self.cfg, self.key = cfg, key
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
@@ -186,8 +185,6 @@ class TransformersVLM:
     def load(self) -> None:
         import transformers
         from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        from diffseg.edit.families import is_local
 
         transformers.utils.logging.disable_progress_bar()
         model = self.cfg.model
@@ -205,8 +202,6 @@ class TransformersVLM:
         self.model.to(self.device).eval()
 
     def unload(self) -> None:
-        from diffseg.edit.families import release_memory
-
         self.model = self.processor = None
         release_memory()
 
@@ -233,13 +228,3 @@ class TransformersVLM:
             ids = self.model.generate(**inputs, max_new_tokens=self.cfg.max_new_tokens, do_sample=False)
         return self.processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
-
-def load_hint(key: str, model: str, err: Exception) -> str:
-    """A load failure as one line that says what to do."""
-    from diffseg.edit.families import is_local
-
-    message = f"{key}: cannot load '{model}': {str(err).strip().splitlines()[0][:300] if str(err).strip() else err!r}"
-    if not is_local(model):
-        message += (f". Offline, a hub model must already be in the Hugging Face cache: run "
-                    f"`huggingface-cli download {model}` on a connected machine")
-    return message

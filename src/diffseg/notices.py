@@ -1,0 +1,8 @@
+"""Wording every output of the offline profile repeats: the dataset card, the export's card, the report."""
+from __future__ import annotations
+
+OFFLINE_WARNING = (
+    "> **Offline profile.** The generators are tiny randomly initialised *twins* of the real pipelines and "
+    "the images come from photographs bundled in Python packages plus procedural scenes. This dataset proves "
+    "the machinery (masks, labels, provenance, splits); its edits are noise-like and its numbers say nothing "
+    "about real diffusion models.")
