@@ -108,7 +108,8 @@ def test_exp_run_detectors_by_adding_and_removing_keys(project):
         "-S", "~detect.detectors.deeplabv3plus",
         "-S", "+detect.detectors.unet={arch:Unet,encoder:resnet18,encoder_weights:null}", "plan_stats"], dest, env)
     detectors = _experiments(dest, env)["segformer-unet"]["params"]["detect"]["detectors"]
-    assert detectors == {"segformer": {"arch": "Segformer", "encoder": "mit_b0", "encoder_weights": None},
+    assert detectors == {"segformer": {"arch": "Segformer", "encoder": "mit_b0", "encoder_weights": None,
+                                       "epochs": 30, "lr": 0.003},
                          "unet": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None}}
     # The workspace holds the experiment: the pipeline now trains exactly these two, and the schema accepts them.
     stages = sh(["dvc", "stage", "list", "--name-only"], dest, env).stdout.split()

@@ -89,11 +89,19 @@ RANGE_CASES = [
     ("edit.generators[2].dtype", "half",
      "key 'edit.generators[2].dtype': must be 'auto', 'float32', 'float16' or 'bfloat16', got 'half'"),
     ("detect.loss", "dice", "key 'detect.loss': must be 'ce' or 'ce_dice', got 'dice'"),
+    ("detect.schedule", "linear", "key 'detect.schedule': must be 'cosine' or 'constant', got 'linear'"),
     ("filter.vlm.on_failure", "maybe", "key 'filter.vlm.on_failure': must be 'reject' or 'accept', got 'maybe'"),
     ("official.splits.validation", "dev", "key 'official.splits.validation': must be 'train', 'val' or 'test'"),
     ("baselines.cnnspot.weights", "imagenet", "key 'baselines.cnnspot.weights': must be null, 'IMAGENET1K_V1'"),
     # lower bounds
     ("detect.epochs", 0, "key 'detect.epochs': must be >= 1, got 0"),
+    ("detect.warmup_epochs", -1, "key 'detect.warmup_epochs': must be >= 0 and < detect.epochs (10), got -1"),
+    ("detect.warmup_epochs", 10, "key 'detect.warmup_epochs': must be >= 0 and < detect.epochs (10), got 10"),
+    # the dataset's labels use class ids 0..7 (authentic + 7 generators) and are uint8
+    ("detect.ignore_index", 7, "key 'detect.ignore_index': must be null, -100 or within [8, 255] (labels are "
+                               "uint8 and class ids 0..7 are in use), got 7"),
+    ("detect.ignore_index", 256, "key 'detect.ignore_index': must be null, -100 or within [8, 255]"),
+    ("detect.ignore_index", -1, "key 'detect.ignore_index': must be null, -100 or within [8, 255]"),
     ("source.n_images", 0, "key 'source.n_images': must be >= 1, got 0"),
     ("edit.ray.num_gpus", -1, "key 'edit.ray.num_gpus': must be >= 0, got -1"),
     ("edit.generators[0].steps", 0, "key 'edit.generators[0].steps': must be >= 1, got 0"),
@@ -102,7 +110,7 @@ RANGE_CASES = [
     ("baselines.cnnspot.image_size", 16, "key 'baselines.cnnspot.image_size': must be >= 32, got 16"),
     ("baselines.univfd.max_iter", 0, "key 'baselines.univfd.max_iter': must be >= 1, got 0"),
     ("filter.vlm.max_pixels", 100, "key 'filter.vlm.max_pixels': must be >= 784 (one 28 x 28 patch), got 100"),
-    ("source.min_side", 8, "key 'source.min_side': must be >= 16 and <= source.max_side (320), got 8"),
+    ("source.min_side", 8, "key 'source.min_side': must be >= 16 and <= source.max_side (128), got 8"),
     # closed and half-open intervals
     ("max_item_failure", 1.5, "key 'max_item_failure': must be within [0, 1], got 1.5"),
     ("edit.ray.num_workers", 0, "key 'edit.ray.num_workers': must be within [1, 4096], got 0"),
@@ -157,7 +165,16 @@ RANGE_CASES = [
     ("detect.detectors", {"Big": {"arch": "Unet", "encoder": "resnet18"}},
      "key 'detect.detectors.Big': names must be lower-case [a-z0-9_-]"),
     ("detect.detectors.fcn8s.encoder", "resnet18",
-     "key 'detect.detectors.fcn8s.encoder': fcn8s is defined on VGG-16: use encoder 'vgg16'"),
+     "key 'detect.detectors.fcn8s.encoder': fcn8s is defined on VGG-16: use encoder 'vgg16' or 'vgg16_bn', "
+     "got 'resnet18'"),
+    ("detect.detectors.fcn8s.encoder", "vgg19_bn",
+     "key 'detect.detectors.fcn8s.encoder': fcn8s is defined on VGG-16: use encoder 'vgg16' or 'vgg16_bn'"),
+    ("detect.detectors.segformer.task", "segmentation",
+     "key 'detect.detectors.segformer.task': must be null, 'binary' or 'attribution', got 'segmentation'"),
+    ("detect.detectors.segformer.epochs", 0, "key 'detect.detectors.segformer.epochs': must be null or >= 1, got 0"),
+    ("detect.detectors.segformer.lr", -0.1, "key 'detect.detectors.segformer.lr': must be null or > 0, got -0.1"),
+    ("detect.detectors.fcn8s.epochs", 1,
+     "key 'detect.warmup_epochs': must be < the epochs of detector 'fcn8s' (1), got 1"),
     ("crossgen.detector", "unet", "key 'crossgen.detector': must be a key of detect.detectors, got 'unet'"),
     ("crossgen.held_out", ["dalle"], "key 'crossgen.held_out': unknown generator(s) ['dalle']"),
     ("official.mask_values", {0: "background"}, "key 'official.mask_values': one mask value must map to 'authentic'"),
@@ -232,6 +249,32 @@ def test_dtype_fields_take_the_one_dtype_list(tmp_path, loaded, key):
     assert f"key '{key}': must be 'auto', 'float32', 'float16' or 'bfloat16', got 'int8'" in str(err.value)
 
 
+def test_detect_training_keys_take_their_documented_values(loaded):
+    defaults = params.Detect()
+    assert (defaults.schedule, defaults.warmup_epochs, defaults.ignore_index) == ("cosine", 1, 255)
+    assert params.Detector(arch="Unet", encoder="resnet18").task is None
+    for key, value in [("detect.ignore_index", None), ("detect.ignore_index", -100), ("detect.ignore_index", 8),
+                       ("detect.ignore_index", 255), ("detect.schedule", "constant"), ("detect.warmup_epochs", 0),
+                       ("detect.warmup_epochs", 9)]:
+        _accepts(loaded, key, value)
+    for name, field, value in [("fcn8s", "encoder", "vgg16_bn"), ("segformer", "task", "binary"),
+                               ("segformer", "task", "attribution"), ("fcn8s", "task", None)]:
+        p = copy.deepcopy(loaded)
+        setattr(p.detect.detectors[name], field, value)
+        p.check()
+
+
+def test_class_weights_refuse_a_detector_of_the_other_task(tmp_path):
+    override = {"detect": {"task": "binary", "class_weights": [1.0, 4.0],
+                           "detectors": {"segformer": {"task": "attribution"}}}}
+    with pytest.raises(params.ParamsError) as err:
+        params.load(write_params(tmp_path, override))
+    assert ("key 'detect.detectors.segformer.task': is 'attribution' but detect.class_weights are per class of "
+            "detect.task ('binary')") in str(err.value)
+    override["detect"]["detectors"]["segformer"]["task"] = "binary"  # the same task as detect.task: fine
+    assert params.load(write_params(tmp_path, override)).detect.detectors["segformer"].task == "binary"
+
+
 def test_cli_stops_before_work_on_bad_params(tmp_path):
     write_params(tmp_path, {"filter": {"min_chnage": 1.0}})
     run = subprocess.run([sys.executable, "-m", "diffseg.cli", "source"], cwd=tmp_path, capture_output=True, text=True)
@@ -247,3 +290,12 @@ def test_cli_names_the_key_of_an_out_of_range_value(tmp_path):
     assert run.stderr.strip().splitlines() == [
         "diffseg source: params.yaml: key 'detect.device': must be 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"]
     assert not (tmp_path / "data").exists()
+
+
+def test_a_detector_trains_with_its_own_epochs_and_lr(loaded):
+    detect = copy.deepcopy(loaded.detect)
+    detect.detectors["fcn8s"].epochs, detect.detectors["fcn8s"].lr = 25, 0.003
+    own = detect.training("fcn8s")
+    assert (own.epochs, own.lr, own.batch_size) == (25, 0.003, detect.batch_size)
+    other = detect.training("deeplabv3plus")
+    assert (other.epochs, other.lr) == (detect.epochs, detect.lr)

@@ -93,7 +93,7 @@ def _evaluate(p: params_mod.Params, args) -> None:
     from diffseg.detect import evaluate
 
     evaluate.run(p, args.name, Path("metrics/eval") / f"{args.name}.json",
-                 Path("metrics/confusion") / f"{args.name}.json")
+                 Path("metrics/confusion") / f"{args.name}.json", Path("data/predictions") / args.name)
 
 
 def _robustness(p: params_mod.Params, args) -> None:

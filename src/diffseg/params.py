@@ -10,7 +10,7 @@ The defaults here are only what a key left out of the file falls back to, not a 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -328,15 +328,32 @@ class Assemble:
         _at_least(self.n_figure, 1, f"{key}.n_figure")
 
 
+FCN_ENCODERS = ("vgg16", "vgg16_bn")  # FCN-8s backbones: VGG-16 as in the paper, and its BatchNorm variant
+TASKS = ("binary", "attribution")
+SCHEDULES = ("cosine", "constant")
+NO_IGNORE = -100  # torch's own "no ignored label" value; accepted as a synonym of null
+
+
 @dataclass
 class Detector:
     arch: str = MISSING  # 'fcn8s' or any smp architecture (DeepLabV3Plus, Segformer, Unet, ...)
-    encoder: str = MISSING  # 'vgg16' for fcn8s; any smp encoder otherwise (resnet18, mit_b0, ...)
-    encoder_weights: Optional[str] = None  # 'imagenet' at paper scale; None offline (no download)
+    encoder: str = MISSING  # 'vgg16' or 'vgg16_bn' for fcn8s; any smp encoder otherwise (resnet18, mit_b0, ...)
+    # 'imagenet' at paper scale; None offline (no download). When set, the model normalises its [0, 1]
+    # input with the ImageNet mean and std itself (diffseg.detect.zoo.Normalized).
+    encoder_weights: Optional[str] = None
+    task: Optional[str] = None  # binary | attribution; None = detect.task
+    # This detector's own training length and learning rate; None = detect.epochs / detect.lr. Architectures
+    # differ in both (a transformer from a random start wants more epochs and a larger step than a CNN).
+    epochs: Optional[int] = None
+    lr: Optional[float] = None
 
     def check(self, key: str) -> None:
-        _require(self.arch != "fcn8s" or self.encoder == "vgg16", f"{key}.encoder",
-                 f"fcn8s is defined on VGG-16: use encoder 'vgg16', got {self.encoder!r}")
+        _require(self.arch != "fcn8s" or self.encoder in FCN_ENCODERS, f"{key}.encoder",
+                 f"fcn8s is defined on VGG-16: use encoder 'vgg16' or 'vgg16_bn', got {self.encoder!r}")
+        _require(self.task is None or self.task in TASKS, f"{key}.task",
+                 f"must be null, 'binary' or 'attribution', got {self.task!r}")
+        _require(self.epochs is None or self.epochs >= 1, f"{key}.epochs", f"must be null or >= 1, got {self.epochs}")
+        _require(self.lr is None or self.lr > 0, f"{key}.lr", f"must be null or > 0, got {self.lr}")
 
 
 @dataclass
@@ -349,7 +366,13 @@ class Detect:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     class_weights: Optional[list[float]] = None  # per task class; None = uniform
-    ignore_index: int = -100  # a label value excluded from the loss (none by default)
+    # A label value that counts nowhere (loss, validation); null (or -100) = none. Labels are uint8, so
+    # 255 is the usable value: it is above every class id and the binary task keeps it as it is.
+    ignore_index: Optional[int] = 255
+    # Learning rate per optimizer step: linear warmup over warmup_epochs, then cosine: cosine decay to 0
+    # at the end of the last epoch | constant: lr after the warmup.
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
     # ce: cross-entropy; ce_dice: plus the Dice loss, which keeps small edited regions from being
     # drowned by the authentic majority (edits cover a few percent of the pixels).
     loss: str = "ce_dice"
@@ -359,12 +382,20 @@ class Detect:
     device: str = "auto"
     detectors: dict[str, Detector] = field(default_factory=dict)
 
+    def training(self, name: str) -> "Detect":
+        """These settings with detector ``name``'s own epochs and learning rate where it sets them."""
+        spec = self.detectors[name]
+        return replace(self, epochs=spec.epochs or self.epochs, lr=spec.lr or self.lr)
+
     def check(self, key: str, n_classes: int) -> None:
         """``n_classes``: authentic plus the generators, the attribution task's class count."""
         _one_of(self.task, ("binary", "attribution"), f"{key}.task")
         _require(self.image_size >= 32 and self.image_size % 32 == 0, f"{key}.image_size",
                  f"must be a multiple of 32, >= 32, got {self.image_size}")
         _at_least(self.epochs, 1, f"{key}.epochs")
+        _one_of(self.schedule, SCHEDULES, f"{key}.schedule")
+        _require(0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs",
+                 f"must be >= 0 and < {key}.epochs ({self.epochs}), got {self.warmup_epochs}")
         _at_least(self.batch_size, 1, f"{key}.batch_size")
         _require(self.lr > 0 and self.weight_decay >= 0, f"{key}.lr",
                  f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
@@ -378,11 +409,22 @@ class Detect:
         cw = self.class_weights
         _require(cw is None or (len(cw) == n_task and min(cw) >= 0), f"{key}.class_weights",
                  f"needs {n_task} non-negative weights for task '{self.task}', got {cw}")
+        # Class ids 0..n_classes-1 occur in the dataset's labels, whatever the task.
+        ig = self.ignore_index
+        _require(ig is None or ig == NO_IGNORE or n_classes <= ig <= 255, f"{key}.ignore_index",
+                 f"must be null, {NO_IGNORE} or within [{n_classes}, 255] (labels are uint8 and class ids "
+                 f"0..{n_classes - 1} are in use), got {ig}")
         _require(len(self.detectors) >= 1, f"{key}.detectors", "at least one detector is needed")
         for name, det in self.detectors.items():
             _require(re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) is not None, f"{key}.detectors.{name}",
                      "names must be lower-case [a-z0-9_-]")
             det.check(f"{key}.detectors.{name}")
+            _require(self.warmup_epochs < (det.epochs or self.epochs), f"{key}.warmup_epochs",
+                     f"must be < the epochs of detector '{name}' ({det.epochs}), got {self.warmup_epochs}")
+            # class_weights are per class of detect.task: a detector of the other task has other classes.
+            _require(cw is None or det.task in (None, self.task), f"{key}.detectors.{name}.task",
+                     f"is {det.task!r} but {key}.class_weights are per class of {key}.task ({self.task!r}); "
+                     f"drop the override or set {key}.class_weights to null")
 
 
 @dataclass

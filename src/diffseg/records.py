@@ -80,8 +80,10 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+def write_json(path: str | Path, obj: Any, sort_keys: bool = True) -> None:
+    """``obj`` as indented JSON, atomically. Keys are sorted unless their order carries meaning (numeric levels
+    written in numeric order would otherwise sort as strings, '10.0' before '5.0')."""
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:

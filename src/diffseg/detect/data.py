@@ -1,7 +1,8 @@
 """Torch datasets over an assembled dataset folder: images, label maps and image-level labels.
 
 Items are resized to a square ``image_size`` (bilinear for images, nearest for labels) so batches
-stack; the ``binary`` task maps every generator class k > 0 to 1. Images are read lazily, one item
+stack; the ``binary`` task maps every generator class k > 0 to 1 and keeps the ignored label value
+(:data:`IGNORE`, 255) as it is, so the loss still skips those pixels. Images are read lazily, one item
 at a time, so memory does not grow with the dataset.
 """
 from __future__ import annotations
@@ -18,6 +19,13 @@ from torch.utils.data import Dataset
 from diffseg import records
 
 TASKS = ("binary", "attribution")
+IGNORE = 255  # the label value no class uses (labels are uint8): pixels that count nowhere
+NO_IGNORE = -100  # torch's "nothing ignored" value; params accept it as a synonym of null
+
+
+def ignored_label(ignore_index: int | None) -> int | None:
+    """The label value to ignore from the ``detect.ignore_index`` param: None when nothing is ignored."""
+    return None if ignore_index is None or ignore_index == NO_IGNORE else int(ignore_index)
 
 
 def task_classes(classes: list[str], task: str) -> list[str]:
@@ -26,8 +34,14 @@ def task_classes(classes: list[str], task: str) -> list[str]:
     return ["authentic", "edited"] if task == "binary" else list(classes)
 
 
-def to_task(label: np.ndarray, task: str) -> np.ndarray:
-    return (label > 0).astype(np.int64) if task == "binary" else label.astype(np.int64)
+def to_task(label: np.ndarray, task: str, ignore: int | None = IGNORE) -> np.ndarray:
+    """Dataset class ids -> the task's class ids (int64); ``ignore`` pixels keep their value in both tasks."""
+    if task != "binary":
+        return label.astype(np.int64)
+    out = (label > 0).astype(np.int64)
+    if ignore is not None:
+        out[label == ignore] = ignore
+    return out
 
 
 def prepare(image: np.ndarray, label: np.ndarray | None, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -44,12 +58,13 @@ class SegmentationSet(Dataset):
     """Items of one or more splits of ``root``: (image, target, image_id).
 
     ``keep`` optionally filters the manifest rows (e.g. cross-generator tests drop a generator);
-    ``distort`` optionally transforms the uint8 image before resizing (robustness tests).
+    ``distort`` optionally transforms the uint8 image before resizing (robustness tests); label pixels
+    equal to ``ignore`` stay ``ignore`` in the target (None: nothing is set aside).
     """
 
     def __init__(self, root: Path, splits: list[str], task: str, image_size: int,
                  keep: Callable[[pd.DataFrame], pd.Series] | None = None,
-                 distort: Callable[[np.ndarray], np.ndarray] | None = None):
+                 distort: Callable[[np.ndarray], np.ndarray] | None = None, ignore: int | None = IGNORE):
         self.data = records.StateDir(root)
         manifest = self.data.manifest()
         manifest = manifest[manifest["split"].isin(splits)]
@@ -57,7 +72,7 @@ class SegmentationSet(Dataset):
             manifest = manifest[keep(manifest)]
         self.items = manifest.sort_values("image_id").reset_index(drop=True)
         self.classes = records.read_json(Path(root) / "classes.json")
-        self.task, self.image_size, self.distort = task, image_size, distort
+        self.task, self.image_size, self.distort, self.ignore = task, image_size, distort, ignore
 
     def __len__(self) -> int:
         return len(self.items)
@@ -76,5 +91,5 @@ class SegmentationSet(Dataset):
             image = self.distort(image)
             if image.shape[:2] != label.shape:
                 label = np.asarray(Image.fromarray(label).resize(image.shape[1::-1], Image.Resampling.NEAREST))
-        x, y = prepare(image, to_task(label, self.task).astype(np.uint8), self.image_size)
+        x, y = prepare(image, to_task(label, self.task, self.ignore).astype(np.uint8), self.image_size)
         return x, y, image_id

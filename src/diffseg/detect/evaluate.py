@@ -1,22 +1,32 @@
-"""``evaluate@<detector>``: the trained detector on the test split.
+"""``evaluate@<detector>``: the trained detector on the test split, at each image's own size.
 
-Writes ``metrics/eval/<detector>.json`` (mIoU, per-class IoU and F1, pixel accuracy, mean F1,
-image-level detection accuracy and AUC, attribution accuracy on edited images; for an attribution
-model also the binary view) and ``metrics/confusion/<detector>.json``, rows of (actual,
-predicted) class names for DVC's confusion template.
+Writes
+
+* ``metrics/eval/<detector>.json``: the binary view (P(edited) >= 0.5) for every detector, attribution
+  figures for an attribution detector and breakdowns by edits, action, area, generator and turn, each a
+  95% percentile-bootstrap interval over test images ({"value", "low", "high"}); the F1 at the P(edited)
+  threshold that maximises F1 on the validation split;
+* ``metrics/confusion/<detector>.json``: rows of (actual, predicted) task class names for DVC's
+  confusion template;
+* ``data/predictions/<detector>/``: ``per_image.parquet`` (image_id, edited, score, iou, f1, n_edits,
+  generators) and ``<image_id>.png``, the predicted label map at the image's size (generator ids for
+  attribution, 0/1 for binary).
+
+The detector's task, classes and working size come from its checkpoint's ``config.json``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from diffseg import records
-from diffseg.detect import zoo
-from diffseg.detect.data import SegmentationSet
-from diffseg.detect.infer import score_dataset
+from diffseg.detect import breakdowns, scoring, zoo
+from diffseg.errors import UserError
 from diffseg.params import Params
 from diffseg.runtime import pick_device
+from diffseg.seeding import keyed_seed
 
 MAX_CONFUSION_ROWS = 20_000  # DVC renders one row per sample; pixel counts are scaled down to this
 
@@ -31,16 +41,71 @@ def confusion_rows(matrix: np.ndarray, classes: list[str]) -> list[dict]:
     return rows
 
 
-def run(params: Params, name: str, metrics_path: Path, confusion_path: Path) -> dict:
+def check_classes(config: dict, dataset_classes: list[str], dataset: Path) -> None:
+    """An attribution detector names generators by index: refuse a dataset that numbers them otherwise."""
+    if config["task"] == "attribution" and list(config["classes"]) != list(dataset_classes):
+        raise UserError(f"{dataset}/classes.json is {list(dataset_classes)} but the detector "
+                        f"'{config.get('name', '?')}' was trained on classes {list(config['classes'])}; "
+                        f"retrain it on this dataset (dvc repro train)")
+
+
+def prediction_writer(folder: Path, task: str):
+    """Callback for scoring.score_set: the predicted label map as ``<folder>/<image_id>.png``."""
+    def write(image_id: str, probs: np.ndarray) -> None:
+        records.write_png(folder / f"{image_id}.png", scoring.task_prediction(probs, task))
+    return write
+
+
+def per_image_table(stats: list[scoring.ImageStats], items: pd.DataFrame) -> pd.DataFrame:
+    """One row per test image for the report's figures."""
+    info = items.set_index("image_id")
+    return pd.DataFrame({
+        "image_id": [s.image_id for s in stats], "edited": [s.edited for s in stats],
+        "score": [s.score for s in stats], "iou": [s.iou for s in stats], "f1": [s.f1 for s in stats],
+        "n_edits": [int(info.at[s.image_id, "n_edits"]) for s in stats],
+        "generators": [str(info.at[s.image_id, "generators"]) for s in stats]})
+
+
+def _fmt(c: dict) -> str:
+    """A CI as 'v [l, h]' with three decimals ('n/a' where undefined)."""
+    def one(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+    return f"{one(c['value'])} [{one(c['low'])}, {one(c['high'])}]"
+
+
+def run(params: Params, name: str, metrics_path: Path, confusion_path: Path,
+        predictions_dir: Path | None = None) -> dict:
     device = pick_device(params.detect.device)
     model, config = zoo.load(Path("models/detectors") / name, device)
-    test = SegmentationSet(Path(params.detect.dataset), ["test"], config["task"], config["image_size"])
-    scores = score_dataset(model, test, config["classes"], device, params.detect.batch_size)
-    matrix = scores.pop("_matrix")
-    result = {"detector": name, "arch": config["arch"], "encoder": config["encoder"], "task": config["task"],
-              "test_images": len(test), **scores}
+    task, classes, size = config["task"], list(config["classes"]), int(config["image_size"])
+    root = Path(params.detect.dataset)
+    dataset_classes = records.read_json(root / "classes.json")
+    check_classes(config, dataset_classes, root)
+    predictions_dir = records.fresh_dir(predictions_dir or Path("data/predictions") / name)
+    batch = params.detect.batch_size
+
+    val = scoring.FullSizeSet(root, ["val"])
+    threshold = scoring.pooled_best_threshold(scoring.score_set(model, val, size, device, batch, task))
+    test = scoring.FullSizeSet(root, ["test"])
+    stats = scoring.score_set(model, test, size, device, batch, task,
+                              on_prediction=prediction_writer(predictions_dir, task))
+    seed = keyed_seed(params.seed, "evaluate", name)
+    summary = scoring.summarize(stats, classes, task, scoring.N_BOOT, seed, threshold)
+    n_edits = dict(zip(test.items["image_id"], test.items["n_edits"].astype(int)))
+    result = {"detector": name, "arch": config["arch"], "encoder": config["encoder"], "task": task,
+              "classes": classes, "kept_epoch": config.get("kept_epoch"), "test_images": len(stats),
+              "test_edited": sum(s.edited for s in stats), "test_negatives": sum(not s.edited for s in stats),
+              "bootstrap": {"resamples": scoring.N_BOOT, "level": scoring.LEVEL, "seed": seed},
+              **summary,
+              "breakdowns": breakdowns.compute(stats, n_edits, breakdowns.turn_actions(scoring.metadata(root)),
+                                               dataset_classes[1:], test.n_turns, scoring.N_BOOT, seed)}
+    records.write_table(predictions_dir / "per_image.parquet", per_image_table(stats, test.items))
     records.write_json(metrics_path, result)
-    records.write_json(confusion_path, confusion_rows(matrix, config["classes"]))
-    print(f"evaluate@{name}: mIoU {scores['task']['miou']}, binary mIoU {scores['binary']['miou']}, "
-          f"detection AUC {scores['binary']['detection_auc']}")
+    records.write_json(confusion_path, confusion_rows(scoring.task_confusion(stats, len(classes)), classes))
+    b = result["binary"]
+    line = (f"evaluate@{name} ({task}, {len(stats)} test images): IoU edited {_fmt(b['iou_edited'])}, "
+            f"F1 {_fmt(b['f1_edited'])}, detection AUC {_fmt(b['detection_auc'])}")
+    if "attribution" in result:
+        line += f", attribution mIoU {_fmt(result['attribution']['miou'])}"
+    print(line + f", val threshold {b['val_threshold']}")
     return result

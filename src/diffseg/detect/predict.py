@@ -80,18 +80,13 @@ def load_image(path: Path, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXEL
 
 
 def predict(model: torch.nn.Module, config: dict, image: np.ndarray, device: str) -> tuple[np.ndarray, float]:
-    """The class map at the image's size and the image-level score (as evaluation computes it)."""
-    from diffseg.detect.data import prepare
-    from diffseg.detect.infer import probabilities
-    from diffseg.detect.metrics import image_score
+    """The class map at the image's size and the image-level score, exactly as evaluate@<detector> computes them:
+    probabilities resized back to the image, the binary view P(edited) >= 0.5, the image score from that map."""
+    from diffseg.detect.metrics import binary_view, image_score
+    from diffseg.detect.scoring import predict_probs, task_prediction
 
-    x, _ = prepare(image, None, config["image_size"])
-    probs = probabilities(model, x[None], device)[0]
-    # Scored at the model's resolution, exactly as evaluate@<detector> scores test images.
-    score = image_score(1.0 - probs[0])
-    full = torch.nn.functional.interpolate(torch.from_numpy(probs)[None], size=image.shape[:2], mode="bilinear",
-                                           align_corners=False)[0]
-    return full.argmax(0).numpy().astype(np.uint8), score
+    probs = predict_probs(model, [image], config["image_size"], device)[0]
+    return task_prediction(probs, config["task"]), image_score(binary_view(probs)[0])
 
 
 def draw(image: np.ndarray, label: np.ndarray, classes: list[str], areas: np.ndarray, title: str, path: Path) -> None:

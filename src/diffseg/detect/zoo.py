@@ -1,9 +1,16 @@
 """The detector zoo: FCN-8s (VGG-16, as in the paper) and every segmentation-models-pytorch model.
 
-A detector is named in params by ``arch`` and ``encoder``: ``fcn8s`` builds :class:`FCN8s`; any other
-``arch`` is passed to ``smp.create_model`` (DeepLabV3Plus, Segformer, Unet, UPerNet, ... with any smp
-encoder), so a newer detector is a one-line params change. Checkpoints are ``model.safetensors`` plus
-``config.json`` (what was built and for which classes), loaded back by :func:`load`.
+A detector is named in params by ``arch`` and ``encoder``: ``fcn8s`` builds :class:`FCN8s` (encoder
+``vgg16``, or ``vgg16_bn`` with BatchNorm); any other ``arch`` is passed to ``smp.create_model``
+(DeepLabV3Plus, Segformer, Unet, UPerNet, ... with any smp encoder), so a newer detector is a one-line
+params change. Checkpoints are ``model.safetensors`` plus ``config.json`` (what was built and for which
+classes), loaded back by :func:`load`.
+
+Every caller feeds images in [0, 1] (``diffseg.detect.data.prepare``). A pretrained encoder expects
+ImageNet-normalised input, so a model built with ``encoder_weights`` is wrapped in :class:`Normalized`,
+which holds the mean and std as buffers: they are saved with the weights, ``config.json`` records
+``"normalize": "imagenet"``, and :func:`load` rebuilds the same wrapper. Randomly initialised models
+(the offline profile) learn from [0, 1] directly and stay unwrapped (``"normalize": null``).
 """
 from __future__ import annotations
 
@@ -15,21 +22,64 @@ from torch import nn
 
 from diffseg import records
 
+FCN_ENCODERS = ("vgg16", "vgg16_bn")
+# torchvision's ImageNet statistics, the input normalisation of every ImageNet-pretrained encoder here.
+NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+class Normalized(nn.Module):
+    """``model((x - mean) / std)``: the input normalisation a pretrained encoder expects, inside the model.
+
+    ``mean`` and ``std`` are per-channel buffers, so they move with ``.to(device)`` and are part of the
+    state dict (keys ``mean``, ``std``; the wrapped model's keys start with ``model.``).
+    """
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def normalize(model: nn.Module, name: str | None) -> nn.Module:
+    """``model`` wrapped in :class:`Normalized` with the statistics called ``name``; unchanged for None."""
+    if name is None:
+        return model
+    if name not in NORMALIZATIONS:
+        raise ValueError(f"unknown input normalisation {name!r}; known: {sorted(NORMALIZATIONS)}")
+    return Normalized(model, *NORMALIZATIONS[name])
+
+
+def normalization(encoder_weights: str | None) -> str | None:
+    """The input normalisation a model with these encoder weights gets: 'imagenet' for any pretrained one."""
+    return None if encoder_weights is None else "imagenet"
+
 
 class FCN8s(nn.Module):
     """FCN-8s (Long, Shelhamer and Darrell, CVPR 2015, arXiv:1411.4038) on torchvision's VGG-16.
 
     Scores from pool3, pool4 and the fully convolutional head are fused at strides 8, 16 and 32.
     Bilinear upsampling replaces the original learned deconvolutions (a common, equivalent-in-practice
-    simplification that keeps arbitrary input sizes exact).
+    simplification that keeps arbitrary input sizes exact). ``batch_norm`` takes VGG-16 with BatchNorm
+    after every convolution (torchvision's ``vgg16_bn``): from random initialisation the plain VGG-16
+    stays at predicting one class everywhere, the BatchNorm one trains.
     """
 
-    def __init__(self, n_classes: int, pretrained: bool = False):
+    def __init__(self, n_classes: int, pretrained: bool = False, batch_norm: bool = False):
         super().__init__()
-        from torchvision.models import VGG16_Weights, vgg16
+        from torchvision.models import VGG16_BN_Weights, VGG16_Weights, vgg16, vgg16_bn
 
-        features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None).features
-        self.to_pool3, self.to_pool4, self.to_pool5 = features[:17], features[17:24], features[24:]
+        if batch_norm:
+            features = vgg16_bn(weights=VGG16_BN_Weights.IMAGENET1K_V1 if pretrained else None).features
+        else:
+            features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None).features
+        # Cut after the 3rd and 4th max-pooling (indices 16 and 23 in vgg16, 23 and 33 in vgg16_bn).
+        pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
+        p3, p4 = pools[2] + 1, pools[3] + 1
+        self.to_pool3, self.to_pool4, self.to_pool5 = features[:p3], features[p3:p4], features[p4:]
         self.head = nn.Sequential(
             nn.Conv2d(512, 1024, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
             nn.Conv2d(1024, 1024, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
@@ -52,17 +102,37 @@ def _up(score: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def build(arch: str, encoder: str, n_classes: int, encoder_weights: str | None = None) -> nn.Module:
-    """A fresh detector; ``encoder_weights`` is e.g. 'imagenet' at paper scale, None offline."""
+    """A fresh detector; ``encoder_weights`` is e.g. 'imagenet' at paper scale (the model then
+    normalises its [0, 1] input itself, see :class:`Normalized`), None offline."""
+    return normalize(_network(arch, encoder, n_classes, encoder_weights), normalization(encoder_weights))
+
+
+def _network(arch: str, encoder: str, n_classes: int, encoder_weights: str | None) -> nn.Module:
+    """The bare segmentation network, taking normalised input."""
     if arch == "fcn8s":
-        if encoder != "vgg16":
-            raise ValueError(f"fcn8s is defined on VGG-16 (encoder 'vgg16'), got {encoder!r}")
-        return FCN8s(n_classes, pretrained=encoder_weights is not None)
+        if encoder not in FCN_ENCODERS:
+            raise ValueError(f"fcn8s is defined on VGG-16 (encoder 'vgg16' or 'vgg16_bn'), got {encoder!r}")
+        return FCN8s(n_classes, pretrained=encoder_weights is not None, batch_norm=encoder == "vgg16_bn")
     import segmentation_models_pytorch as smp
 
     return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=n_classes)
 
 
+def normalization_of(model: nn.Module) -> str | None:
+    """The name of the input normalisation ``model`` applies (what ``config.json`` records), or None."""
+    if not isinstance(model, Normalized):
+        return None
+    for name, (mean, std) in NORMALIZATIONS.items():
+        if torch.allclose(model.mean.flatten().cpu(), torch.tensor(mean)) and \
+                torch.allclose(model.std.flatten().cpu(), torch.tensor(std)):
+            return name
+    raise ValueError("the model normalises its input with statistics that have no name in zoo.NORMALIZATIONS")
+
+
 def save(model: nn.Module, folder: Path, config: dict) -> None:
+    """``model.safetensors`` and ``config.json``; a :class:`Normalized` model's config gets its ``normalize``."""
+    if isinstance(model, Normalized):
+        config = {**config, "normalize": normalization_of(model)}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -75,7 +145,9 @@ def load(folder: Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     """The detector saved in ``folder`` and its config, in eval mode."""
     folder = Path(folder)
     config = records.read_json(folder / "config.json")
-    # Weights come from the checkpoint, so no pretrained download is needed to rebuild the module.
-    model = build(config["arch"], config["encoder"], len(config["classes"]), encoder_weights=None)
+    # Weights (and normalisation buffers) come from the checkpoint, so no pretrained download is needed
+    # to rebuild the module; checkpoints from before the normalisation wrapper have no "normalize" key.
+    model = normalize(_network(config["arch"], config["encoder"], len(config["classes"]), encoder_weights=None),
+                      config.get("normalize"))
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device="cpu"))
     return model.to(device).eval(), config

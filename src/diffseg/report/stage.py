@@ -1,67 +1,55 @@
-"""``report``: the benchmark's tables and figures from the metric files, as ``metrics/report.md``.
+"""``report``: the benchmark's tables and figures as ``metrics/report.md`` and ``metrics/figures/``.
 
-Reads only ``metrics/`` (dataset, eval, robustness, crossgen, baselines, train logs), so changing a
-robustness level re-runs ``robustness@*`` and this stage, nothing else.
+Reads ``metrics/`` (dataset, eval, robustness, crossgen, baselines, train logs), the per-image predictions
+``data/predictions/<detector>/`` and the dataset (``detect.dataset``) for the qualitative and failure
+figures. It writes nothing anywhere else, so a changed robustness level re-runs ``robustness@*`` and this
+stage only.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from diffseg import records  # noqa: E402
-from diffseg.notices import OFFLINE_WARNING  # noqa: E402
-from diffseg.params import Params  # noqa: E402
-from diffseg.report import tables  # noqa: E402
+from diffseg import records
+from diffseg.notices import OFFLINE_WARNING
+from diffseg.params import Params
+from diffseg.report import figures, tables
 
 METRICS = Path("metrics")
+PREDICTIONS = Path("data/predictions")
+N_FAILURES = 4  # rows of the failure figure
 
 
 def _load_dir(folder: Path) -> dict[str, dict]:
     return {p.stem: records.read_json(p) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
 
 
-def _save(fig, path: Path) -> None:
-    with records.atomic_path(path) as tmp:
-        # No timestamp or version metadata, so the PNG bytes are stable between runs.
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+def detector_lines(evals: dict[str, dict]) -> str:
+    """One line per detector: model, task, the epoch kept on validation and the test split it was scored on."""
+    return "\n".join(
+        f"- `{n}`: {e['arch']} / {e['encoder']}, {e['task']} task, kept epoch {e['kept_epoch']}; test split "
+        f"{e['test_images']} images: {e['test_edited']} edited, {e['test_negatives']} never edited"
+        for n, e in evals.items()) or "_No evaluated detector._"
 
 
-def robustness_figure(robust: dict[str, dict], path: Path) -> None:
-    kinds = ["jpeg", "resize", "blur", "noise"]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.2))
-    for ax, kind in zip(axes, kinds):
-        for name, r in robust.items():
-            levels = [float(lv) for lv in r[kind]]
-            ax.plot(levels, [r[kind][lv]["miou"] for lv in r[kind]], marker="o", label=name)
-            ax.axhline(r["clean"]["miou"], linestyle=":", linewidth=0.8, color=ax.lines[-1].get_color())
-        ax.set_title(kind)
-        ax.set_xlabel("level")
-        ax.set_ylabel("mIoU")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+def _intervals(evals: dict[str, dict]) -> str:
+    boot = next(iter(evals.values()), {}).get("bootstrap")
+    if not boot:
+        return ""
+    return (f"Every metric reads `value [low, high]`: the {boot['level']:.0%} percentile bootstrap interval over "
+            f"test images ({boot['resamples']} resamples, seed {boot['seed']}); `-` where undefined.")
 
 
-def training_figure(train_dir: Path, path: Path) -> None:
-    fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for log in sorted(p for p in train_dir.iterdir() if p.is_dir()) if train_dir.is_dir() else []:
-        for ax, tsv in [(loss_ax, log / "plots/metrics/train/loss.tsv"), (miou_ax, log / "plots/metrics/val/miou.tsv")]:
-            if tsv.is_file():
-                frame = pd.read_csv(tsv, sep="\t")
-                ax.plot(frame["step"], frame.iloc[:, -1], marker=".", label=log.name)
-    loss_ax.set_title("training loss")
-    miou_ax.set_title("validation mIoU")
-    for ax in (loss_ax, miou_ax):
-        ax.set_xlabel("epoch")
-    loss_ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+def draw_figures(dataset: records.StateDir, classes: list[str], evals: dict[str, dict], robust: dict[str, dict],
+                 figures_dir: Path) -> None:
+    """Robustness and training curves, the per-generator examples and the worst test images."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    figures.robustness_figure(robust, figures_dir / "robustness.png")
+    figures.training_figure(METRICS / "train", figures_dir / "training.png")
+    tasks = {n: e["task"] for n, e in evals.items()}
+    figures.image_grid(dataset, figures.largest_per_generator(dataset, classes), tasks, PREDICTIONS, classes,
+                       figures_dir / "qualitative.png")
+    worst, notes = figures.worst_images(PREDICTIONS, list(evals), N_FAILURES)
+    figures.image_grid(dataset, worst, tasks, PREDICTIONS, classes, figures_dir / "failures.png", notes)
 
 
 def run(params: Params, out_path: Path, figures_dir: Path) -> str:
@@ -70,36 +58,63 @@ def run(params: Params, out_path: Path, figures_dir: Path) -> str:
     robust = _load_dir(METRICS / "robustness")
     cross = _load_dir(METRICS / "crossgen")
     baselines = _load_dir(METRICS / "baselines")
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    robustness_figure(robust, figures_dir / "robustness.png")
-    training_figure(METRICS / "train", figures_dir / "training.png")
+    data = records.StateDir(params.detect.dataset)
+    classes = records.read_json(data.root / "classes.json")
+    draw_figures(data, classes, evals, robust, figures_dir)
     offline = params.source.kind == "offline"
     text = f"""# Benchmark report
 
 {OFFLINE_WARNING if offline else ""}
 
 Dataset: {dataset['n_images']} images, {dataset['n_edited_images']} edited, {dataset['n_edits']} accepted edits,
-edited pixel fraction {dataset['edited_pixel_fraction']}. Detectors trained on the `{params.detect.task}` task at
-{params.detect.image_size} px for {params.detect.epochs} epochs; metrics on the test split.
+edited pixel fraction {dataset['edited_pixel_fraction']}. Detectors trained at {params.detect.image_size} px for
+up to {params.detect.epochs} epochs, the epoch with the best validation IoU (edited) kept; metrics on the test split.
+
+{_intervals(evals)}
+
+{detector_lines(evals)}
 
 ## Binary segmentation (edited vs authentic)
+
 {tables.binary(evals)}
 
 ## Attribution (authentic + one class per generator)
+
 {tables.attribution(evals)}
 
+## Breakdowns (binary view)
+
+{tables.breakdowns(evals, classes[1:])}
+
 ## Robustness
+
 {tables.robustness(robust)}
 
 ![robustness](figures/robustness.png)
 
 ## Cross-generator generalisation
+
 {tables.crossgen(cross)}
 
 ## Segmentation detectors versus image-level classifiers
+
 {tables.classifiers(evals, baselines)}
 
+## Qualitative examples
+
+Per generator, the test image with the largest surviving area of that generator: image, ground truth, and each
+detector's predicted label map.
+
+![qualitative](figures/qualitative.png)
+
+## Failure cases
+
+The {N_FAILURES} test images with the lowest mean per-image IoU (edited) over detectors.
+
+![failures](figures/failures.png)
+
 ## Training curves
+
 ![training](figures/training.png)
 """
     records.write_bytes(out_path, text.encode())
