@@ -31,7 +31,7 @@ PLAN_STATS = textwrap.dedent('''\
         "n_images": len(plan), "n_edits": len(edits),
         "per_generator": {g: int(n) for g, n in sorted(Counter(edits["generator"]).items())}}})
 ''')
-ONE_GENERATOR = "edit.generators=[{name:sd2,family:sd2,model:models/twins/sd2,steps:3,guidance:7.5,resolution:256}]"
+ONE_GENERATOR = "edit.generators=[{name:sd2,family:sd2,model:models/twins/sd2,steps:3,guidance:7.5,resolution:128}]"
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +102,17 @@ def test_exp_run_seed_and_generators(project):
 
 
 def test_exp_run_detectors_by_adding_and_removing_keys(project):
-    """`-S key={...}` would merge into the existing dict, so `~` removes a detector and `+` adds one."""
+    """`-S key={...}` would merge into the existing dict, so `~` removes a detector and `+` adds one.
+
+    crossgen.detector names one of detect.detectors, so removing its detector means choosing another."""
     dest, env = project
     sh(["dvc", "exp", "run", "-n", "segformer-unet", "-S", "~detect.detectors.fcn8s",
         "-S", "~detect.detectors.deeplabv3plus",
-        "-S", "+detect.detectors.unet={arch:Unet,encoder:resnet18,encoder_weights:null}", "plan_stats"], dest, env)
-    detectors = _experiments(dest, env)["segformer-unet"]["params"]["detect"]["detectors"]
+        "-S", "+detect.detectors.unet={arch:Unet,encoder:resnet18,encoder_weights:null}",
+        "-S", "crossgen.detector=segformer", "plan_stats"], dest, env)
+    params = _experiments(dest, env)["segformer-unet"]["params"]
+    assert params["crossgen"]["detector"] == "segformer"
+    detectors = params["detect"]["detectors"]
     assert detectors == {"segformer": {"arch": "Segformer", "encoder": "mit_b0", "encoder_weights": None,
                                        "epochs": 30, "lr": 0.003},
                          "unet": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None}}
