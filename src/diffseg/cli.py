@@ -17,6 +17,7 @@ the run before any work, naming the key. DVC runs these from the repository root
     diffseg baseline cnnspot  # models/baselines/cnnspot, metrics/baselines/cnnspot.json (also: univfd)
     diffseg predict photo.jpg # ./photo_pred.png: a trained detector's overlay on any image
     diffseg official          # the official release (official.path) into detect.dataset
+    diffseg official --inspect  # the values of the release's first 200 masks, and a mapping to start from
 
 Tools that need no ``params.yaml`` (they work on the repository and its outputs)::
 
@@ -136,9 +137,16 @@ def _predict(p: params_mod.Params, args) -> None:
 
 
 def _official(p: params_mod.Params, args) -> None:
-    from diffseg.dataset import official
+    if args.inspect:
+        from diffseg.dataset.official import inspect_masks
 
-    official.run(p)
+        inspect_masks.run(p, inspect_masks.DEFAULT_SAMPLE if args.sample is None else args.sample)
+        return
+    if args.sample is not None:
+        raise UserError("--sample goes with --inspect")
+    from diffseg.dataset.official import convert
+
+    convert.run(p)
 
 
 def _info(p: params_mod.Params, args) -> None:
@@ -198,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("image", help="any image file")
             cmd.add_argument("--detector", help="trained detector (default: the first of 'detect.detectors')")
             cmd.add_argument("--out", help="overlay PNG (default: ./<image stem>_pred.png)")
+        if name == "official":
+            cmd.add_argument("--inspect", action="store_true",
+                             help="count the values of a sample of masks and suggest official.mask_values; "
+                                  "writes nothing")
+            cmd.add_argument("--sample", type=int, help="masks --inspect reads, the first in key order (default: 200)")
     _add_tools(sub)
     args = parser.parse_args(argv)
     try:

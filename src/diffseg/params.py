@@ -521,9 +521,11 @@ class Official:
     # Mask pixel value -> class name; 'authentic' required. No default: the release does not document its
     # encoding, and omegaconf would merge a default mapping into the user's instead of replacing it.
     mask_values: dict[int, str] = field(default_factory=dict)
-    # Release split folder name -> project split (train | val | test).
+    # Release split name -> project split (train | val | test): a folder, a zip's stem or a Parquet shard's
+    # prefix. train_copy/ is the folder inside the release's train.zip; cross_test the mirror's one split.
     splits: dict[str, str] = field(
-        default_factory=lambda: {"train": "train", "val": "val", "validation": "val", "test": "test"})
+        default_factory=lambda: {"train": "train", "val": "val", "validation": "val", "test": "test",
+                                 "train_copy": "train", "cross_test": "test"})
 
     def check(self, key: str) -> None:
         for value, name in self.mask_values.items():
