@@ -23,6 +23,7 @@ Tools that need no ``params.yaml`` (they work on the repository and its outputs)
 
     diffseg check-metrics     # the reproduced metrics against the committed ones (exit 1 on a difference)
     diffseg profile paper     # params.yaml <- configs/paper.yaml (or offline); no name: show the current one
+    diffseg pin --write       # every hub id of params.yaml pinned to its current commit (--params PATH)
     diffseg export            # data/dataset as a Hugging Face datasets folder in data/export
 """
 from __future__ import annotations
@@ -175,6 +176,12 @@ def _profile(args) -> int:
     return profile.main(args.name, args.force, args.save)
 
 
+def _pin(args) -> int:
+    from diffseg import pin
+
+    return pin.main(Path(args.pin_params or args.params), args.write)
+
+
 def _export(args) -> int:
     from diffseg.dataset import export
 
@@ -183,7 +190,7 @@ def _export(args) -> int:
 
 
 # Tools: no params.yaml needed; each returns the exit status.
-TOOLS = {"check-metrics": _check_metrics, "profile": _profile, "export": _export}
+TOOLS = {"check-metrics": _check_metrics, "profile": _profile, "pin": _pin, "export": _export}
 PER_TURN = {"propose", "edit", "filter"}
 PER_DETECTOR = {"train", "evaluate", "robustness"}
 
@@ -226,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             raise params_mod.ParamsError(f"generator '{args.name}' is not in params 'crossgen.held_out'")
         if args.command == "baseline":
             _check_baseline(args.name)
+        if args.command in PER_TURN:
+            # Imported here: a refusal writes nothing, so pin.py must not join every stage's import closure.
+            from diffseg import pin
+
+            pin.require_pinned(p, args.command)
         COMMANDS[args.command](p, args)
     except UserError as err:
         print(f"diffseg {args.command}: {err}", file=sys.stderr)
@@ -242,6 +254,11 @@ def _add_tools(sub) -> None:
     prof.add_argument("name", nargs="?", help="profile: a file name in configs/ without .yaml (none: show)")
     prof.add_argument("--force", action="store_true", help="overwrite a params.yaml that matches no profile")
     prof.add_argument("--save", metavar="NAME", help="save params.yaml as configs/NAME.yaml instead")
+    pin = sub.add_parser("pin", help="resolve every hub checkpoint of the params to its current commit")
+    # Its own dest: a subcommand's default would overwrite the global --params given before it.
+    pin.add_argument("--params", dest="pin_params", metavar="PATH", help="the params file (default: the global "
+                     "--params, params.yaml)")
+    pin.add_argument("--write", action="store_true", help="write the commits into the file's revision fields")
     exp = sub.add_parser("export", help="the dataset as a Hugging Face datasets folder")
     exp.add_argument("--dataset", default=str(records.DATASET_DIR), help="assembled dataset (default: %(default)s)")
     exp.add_argument("--out", default="data/export", help="output folder (default: %(default)s)")

@@ -328,7 +328,7 @@ class Assemble:
         _at_least(self.n_figure, 1, f"{key}.n_figure")
 
 
-FCN_ENCODERS = ("vgg16", "vgg16_bn")  # FCN-8s backbones: VGG-16 as in the paper, and its BatchNorm variant
+FCN_ENCODERS = ("vgg16", "vgg16_bn")  # FCN-8s backbones: VGG-16 as FCN-8s defines it, and its BatchNorm variant
 TASKS = ("binary", "attribution")
 SCHEDULES = ("cosine", "constant")
 NO_IGNORE = -100  # torch's own "no ignored label" value; accepted as a synonym of null
@@ -538,10 +538,41 @@ class Official:
             _one_of(split, ("train", "val", "test"), f"{key}.splits.{folder}")
 
 
+@dataclass(frozen=True)
+class HubRef:
+    """A field naming a checkpoint (hub id or local folder) and the field beside it that pins its hub revision."""
+    path: tuple[str | int, ...]  # the id's key path, e.g. ('edit', 'generators', 0, 'model')
+    revision_field: str  # the pin's name in the same section: revision, prior_revision or detector_revision
+    model: str
+    revision: Optional[str]
+    stage: str  # the stage that loads it: propose, edit, filter or baseline
+    loaded: bool  # whether that stage loads it with these params (a replay VLM answers from a transcript)
+
+    @property
+    def key(self) -> str:
+        return _dotted(self.path)
+
+    @property
+    def revision_path(self) -> tuple[str | int, ...]:
+        return self.path[:-1] + (self.revision_field,)
+
+    @property
+    def revision_key(self) -> str:
+        return _dotted(self.revision_path)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    """``('edit', 'generators', 0, 'model')`` as the messages spell keys: ``edit.generators[0].model``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+
+
 @dataclass
 class Params:
     seed: int = 0
     max_item_failure: float = 0.5  # a stage fails when more than this share of items fails
+    # False: propose, edit and filter refuse to load a hub id whose revision is null (`diffseg pin --write`
+    # fills them in), so a run cannot drift with the hub. Local folders never need a pin.
+    allow_unpinned: bool = True
     source: Source = field(default_factory=Source)
     twins: Twins = field(default_factory=Twins)
     turns: dict[str, Turn] = field(default_factory=dict)
@@ -565,6 +596,25 @@ class Params:
             if gen.name == name:
                 return gen
         raise ParamsError(f"edit.generators: no generator named {name!r}")
+
+    def hub_refs(self) -> list[HubRef]:
+        """Every checkpoint field that has a revision beside it, in file order; local folders included."""
+        vlm_planner, vlm_judge = self.propose.planner == "vlm", self.filter.judge == "vlm"
+        plan, ground, judge = self.propose.vlm, self.propose.grounding, self.filter.vlm
+        refs = [HubRef(("propose", "vlm", "model"), "revision", plan.model, plan.revision, "propose",
+                       vlm_planner and plan.backend == "transformers"),
+                HubRef(("propose", "grounding", "detector"), "detector_revision", ground.detector,
+                       ground.detector_revision, "propose", vlm_planner and ground.segmenter == "grounded_sam")]
+        for i, gen in enumerate(self.edit.generators):
+            refs.append(HubRef(("edit", "generators", i, "model"), "revision", gen.model, gen.revision, "edit", True))
+            if gen.prior is not None:
+                refs.append(HubRef(("edit", "generators", i, "prior"), "prior_revision", gen.prior,
+                                   gen.prior_revision, "edit", True))
+        clip = self.baselines.univfd
+        return refs + [
+            HubRef(("filter", "vlm", "model"), "revision", judge.model, judge.revision, "filter",
+                   vlm_judge and judge.backend == "transformers"),
+            HubRef(("baselines", "univfd", "clip_model"), "revision", clip.clip_model, clip.revision, "baseline", True)]
 
     @property
     def classes(self) -> list[str]:
