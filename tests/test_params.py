@@ -50,6 +50,7 @@ def test_paper_profile_loads_with_the_eight_generators():
     ({"turns": {"t1": {"prev": "data/source"}, "t3": {"prev": "data/turns/t1/state"}}}, "turns.t3"),
     ({"final_state": "data/turns/t2/state"}, "final_state"),
     ({"source": {"kind": "flickr"}}, "source.kind"),
+    ({"source": {"coco": {"local_dir": ""}}}, "source.coco.local_dir"),
     ({"edit": {"generators": [{"name": "sd2", "family": "sd2", "model": "m", "resolution": 100}]}},
      "edit.generators[0].resolution"),
 ])

@@ -81,6 +81,9 @@ class CocoSource:
     annotations_zip: str = "annotations/annotations_trainval2017.zip"
     annotations_md5: Optional[str] = None
     cache_dir: str = "data/cache/coco"  # outside every DVC output, so a re-run reuses downloads
+    # A COCO copy on disk (<local_dir>/<split>/, <local_dir>/annotations/), read in place: nothing is downloaded
+    # or cached and base_url / cache_dir are unused. None downloads.
+    local_dir: Optional[str] = None
 
 
 @dataclass
@@ -97,6 +100,8 @@ class Source:
         _at_least(self.n_images, 1, f"{key}.n_images")
         _require(16 <= self.min_side <= self.max_side, f"{key}.min_side",
                  f"must be >= 16 and <= {key}.max_side ({self.max_side}), got {self.min_side}")
+        _require(self.coco.local_dir is None or bool(self.coco.local_dir), f"{key}.coco.local_dir",
+                 "must name a folder, or be null to download")
 
 
 @dataclass
