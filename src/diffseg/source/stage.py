@@ -1,9 +1,11 @@
 """``source``: the images the pipeline edits, as a state folder (``data/source``).
 
-Two sources, one output: real COCO (a seeded subset of a split, downloaded with resume and checksums,
-or read in place from a copy on disk with ``source.coco.local_dir``) or the offline source (bundled
-photographs plus procedural scenes). Both first write a raw COCO folder, then
-:func:`diffseg.source.ingest.ingest` normalises it, so everything after ``source`` has one code path.
+Four sources, one output. COCO-format ones first write a raw COCO folder, then
+:func:`diffseg.source.ingest.ingest` normalises it: real COCO (a seeded subset of a split, downloaded
+with resume and checksums, or read in place from a copy on disk with ``source.coco.local_dir``) and the
+offline source (bundled photographs plus procedural scenes). A folder of plain images
+(``source.kind: folder``) has no annotations and is normalised by :mod:`diffseg.source.folder` into the
+same state. Everything after ``source`` has one code path.
 """
 from __future__ import annotations
 
@@ -45,10 +47,18 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
     """Write the source state into ``out_dir``. A missing folder or file, or a failed download, stops the
     stage before the previous output is removed."""
     src = params.source
-    with tempfile.TemporaryDirectory(prefix="diffseg-raw-") as raw:
-        summary, images_dir = build_raw(params, Path(raw))
-        manifest = ingest(Path(raw), records.fresh_dir(out_dir), min_side=src.min_side, max_side=src.max_side,
-                          images_dir=images_dir)
+    if src.kind == "folder":
+        from diffseg.source import folder
+
+        found = folder.scan(Path(src.folder.path), src.n_images, params.seed)
+        summary = found.summary()
+        manifest = folder.ingest_folder(found, records.fresh_dir(out_dir), min_side=src.min_side,
+                                        max_side=src.max_side)
+    else:
+        with tempfile.TemporaryDirectory(prefix="diffseg-raw-") as raw:
+            summary, images_dir = build_raw(params, Path(raw))
+            manifest = ingest(Path(raw), records.fresh_dir(out_dir), min_side=src.min_side, max_side=src.max_side,
+                              images_dir=images_dir)
     skipped = manifest[manifest["status"] != records.OK]
     print(f"source ({src.kind}): {summary}")
     print(f"source: {len(manifest) - len(skipped)} images kept, {len(skipped)} skipped")
