@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -50,7 +50,8 @@ def read_local_coco(out_dir: Path, *, local_dir: str, split: str, n_images: int,
         raise UserError(f"source.coco.local_dir: {images_dir} is not a folder (the {split} images)")
     instances, captions = _annotations(local, split, annotations_zip, annotations_md5)
     images = subset(instances, split, n_images, seed)
-    return {"local_dir": str(local), "split": split, **write_subset(Path(out_dir), instances, captions, images)}, images_dir
+    summary = {"local_dir": str(local), "split": split, **write_subset(Path(out_dir), instances, captions, images)}
+    return summary, images_dir
 
 
 def _annotations(local: Path, split: str, annotations_zip: str, md5: str | None) -> tuple[dict, dict]:
