@@ -50,6 +50,7 @@ def test_paper_profile_loads_with_the_eight_generators():
     ({"turns": {"t1": {"prev": "data/source"}, "t3": {"prev": "data/turns/t1/state"}}}, "turns.t3"),
     ({"final_state": "data/turns/t2/state"}, "final_state"),
     ({"source": {"kind": "flickr"}}, "source.kind"),
+    ({"source": {"coco": {"local_dir": ""}}}, "source.coco.local_dir"),
     ({"edit": {"generators": [{"name": "sd2", "family": "sd2", "model": "m", "resolution": 100}]}},
      "edit.generators[0].resolution"),
 ])
@@ -81,7 +82,8 @@ def _params_with(folder, key, value):
 # One case per family of range checks: the value set, and the message it must produce (key included).
 RANGE_CASES = [
     # choices
-    ("source.kind", "flickr", "key 'source.kind': must be 'offline' or 'coco', got 'flickr'"),
+    ("source.kind", "flickr", "key 'source.kind': must be 'offline', 'coco' or 'folder', got 'flickr'"),
+    ("source.kind", "folder", "key 'source.folder.path': must name the folder of images (source.kind is folder)"),
     ("detect.device", "gpu", "key 'detect.device': must be 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"),
     ("edit.device", "cuda:1", "key 'edit.device': must be 'auto', 'cpu', 'cuda' or 'mps', got 'cuda:1'"),
     ("propose.vlm.dtype", "fp8",

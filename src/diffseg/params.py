@@ -81,22 +81,35 @@ class CocoSource:
     annotations_zip: str = "annotations/annotations_trainval2017.zip"
     annotations_md5: Optional[str] = None
     cache_dir: str = "data/cache/coco"  # outside every DVC output, so a re-run reuses downloads
+    # A COCO copy on disk (<local_dir>/<split>/, <local_dir>/annotations/), read in place: nothing is downloaded
+    # or cached and base_url / cache_dir are unused. None downloads.
+    local_dir: Optional[str] = None
+
+
+@dataclass
+class FolderSource:
+    path: Optional[str] = None  # a folder of images (subfolders included), no annotations
 
 
 @dataclass
 class Source:
-    kind: str = "offline"  # offline | coco
-    n_images: int = 64  # coco only: how many images to select
+    kind: str = "offline"  # offline | coco | folder
+    n_images: int = 64  # coco: how many images to select; folder: at most this many
     min_side: int = 64  # smaller images are skipped (recorded in the manifest)
     max_side: int = 320  # larger images are downscaled, annotations with them
     offline: OfflineSource = field(default_factory=OfflineSource)
     coco: CocoSource = field(default_factory=CocoSource)
+    folder: FolderSource = field(default_factory=FolderSource)
 
     def check(self, key: str) -> None:
-        _one_of(self.kind, ("offline", "coco"), f"{key}.kind")
+        _one_of(self.kind, ("offline", "coco", "folder"), f"{key}.kind")
         _at_least(self.n_images, 1, f"{key}.n_images")
         _require(16 <= self.min_side <= self.max_side, f"{key}.min_side",
                  f"must be >= 16 and <= {key}.max_side ({self.max_side}), got {self.min_side}")
+        _require(self.coco.local_dir is None or bool(self.coco.local_dir), f"{key}.coco.local_dir",
+                 "must name a folder, or be null to download")
+        if self.kind == "folder":
+            _named(self.folder.path, f"{key}.folder.path", "the folder of images (source.kind is folder)")
 
 
 @dataclass

@@ -4,7 +4,9 @@ Output (``data/turns/<turn>/plan``): ``masks/<id>.png`` for planned edits and ``
 with one row per image: action (add / remove / change / none), target, prompts, generator, seed,
 mask area, ``status`` (ok = an edit is planned, skipped = nothing to do this turn, failed = the planner
 could not produce a plan) and ``reason``. The ``vlm`` planner adds its audit columns
-(:data:`vlm_planner.COLUMNS`) and ``transcript.jsonl``, every model answer, replayable.
+(:data:`vlm_planner.COLUMNS`) and ``transcript.jsonl``, every model answer, replayable. The
+``annotations`` planner refuses a state without instance annotations (a folder source's); the ``vlm``
+planner finds its targets itself.
 
 With ``quality_path`` (the CLI passes ``metrics/annotation_quality/<turn>.json``) the turn's
 annotation-quality summary is written there (:mod:`annotation_quality`).
@@ -18,18 +20,25 @@ import pandas as pd
 from tqdm import tqdm
 
 from diffseg import records
+from diffseg.errors import UserError
 from diffseg.params import Params
 from diffseg.propose import annotation_quality, grounding, vlm_planner
 from diffseg.vlm import backends
 from diffseg.propose.annotations import Plan, plan_image, planned_turns
 
 TRANSCRIPT = "transcript.jsonl"
+# Set to false in annotations.json by a source without instance annotations (source.ingest.ANNOTATED).
+ANNOTATED_KEY = "annotated"
 
 
 def run(params: Params, turn: str, out_dir: Path, quality_path: Path | None = None) -> pd.DataFrame:
     turn_index = params.turn_names.index(turn) + 1
     prev = records.StateDir(params.turns[turn].prev)
     coco = prev.annotations()
+    if params.propose.planner == "annotations" and not coco.get(ANNOTATED_KEY, True):
+        raise UserError(f"propose.planner: annotations needs instance annotations, and {prev.root} has none (its "
+                        "source is a folder of plain images); set propose.planner: vlm (Qwen2.5-VL plans, Grounded-SAM "
+                        "masks)")
     categories = {c["id"]: c["name"] for c in coco["categories"]}
     image_of = {f"{img['id']:012d}": img for img in coco["images"]}
     instances = defaultdict(list)

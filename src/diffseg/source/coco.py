@@ -8,7 +8,8 @@ The raw folder is what the rest of the pipeline consumes, whatever the source::
 
 Downloads go through ``cache_dir`` (resumable, reused on the next run), so a rerun with another seed or
 size fetches only the images it has not seen. Images are not decoded here: a later stage normalises them
-and records the bad ones.
+and records the bad ones. A COCO copy already on disk (:mod:`coco_local`) writes the same two JSON files
+through :func:`subset` and :func:`write_subset` and leaves its images where they are.
 """
 from __future__ import annotations
 
@@ -59,10 +60,7 @@ def download_coco(out_dir: Path, *, base_url: str, split: str, n_images: int, se
     instances_path, captions_path = safe_extract(zip_path, cache_dir, inner)
     instances = COCO(str(instances_path)).dataset
     captions = json.loads(captions_path.read_text(encoding="utf-8"))
-
-    selected = select_images(instances, n_images, seed)
-    images = [_with_origin(img, split) for img in sorted(instances["images"], key=lambda i: i["id"])
-              if img["id"] in selected]
+    images = subset(instances, split, n_images, seed)
 
     def fetch_image(img: dict) -> tuple[str, int]:
         return _fetch_cached(f"{base_url}/{split}/{img['file_name']}", cache_dir / split / img["file_name"],
@@ -76,13 +74,26 @@ def download_coco(out_dir: Path, *, base_url: str, split: str, n_images: int, se
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     for img in images:
         _copy_atomic(cache_dir / split / img["file_name"], out_dir / "images" / img["file_name"])
+    return {"split": split, **write_subset(out_dir, instances, captions, images), **tally}
+
+
+def subset(instances: dict, split: str, n_images: int, seed: int) -> list[dict]:
+    """The records of the selected images (:func:`select_images`) by id, each with its origin and source id."""
+    selected = select_images(instances, n_images, seed)
+    return [_with_origin(img, split) for img in sorted(instances["images"], key=lambda i: i["id"])
+            if img["id"] in selected]
+
+
+def write_subset(out_dir: Path, instances: dict, captions: dict, images: list[dict]) -> dict:
+    """Write the raw folder's ``captions.json`` and ``instances.json`` for ``images``; return the counts."""
+    selected = {img["id"] for img in images}
     annotations = sorted((a for a in instances["annotations"] if a["image_id"] in selected), key=lambda a: a["id"])
     caption_anns = sorted((a for a in captions["annotations"] if a["image_id"] in selected), key=lambda a: a["id"])
     records.write_json(out_dir / "captions.json", {**captions, "images": images, "annotations": caption_anns})
     # Written last: a complete instances.json marks a complete folder.
     records.write_json(out_dir / "instances.json", {**instances, "images": images, "annotations": annotations})
-    return {"split": split, "n_images": len(images), "n_annotations": len(annotations),
-            "n_captions": len(caption_anns), "n_categories": len(instances["categories"]), **tally}
+    return {"n_images": len(images), "n_annotations": len(annotations), "n_captions": len(caption_anns),
+            "n_categories": len(instances["categories"])}
 
 
 def select_images(instances: dict, n_images: int, seed: int) -> set[int]:
