@@ -177,6 +177,8 @@ RANGE_CASES = [
      "key 'detect.warmup_epochs': must be < the epochs of detector 'fcn8s' (1), got 1"),
     ("crossgen.detector", "unet", "key 'crossgen.detector': must be a key of detect.detectors, got 'unet'"),
     ("crossgen.held_out", ["dalle"], "key 'crossgen.held_out': unknown generator(s) ['dalle']"),
+    ("twins.loras", ["sdxl", "glide"], "key 'twins.loras': ['glide'] have no twin to adapt: list them in "
+                                       "twins.families too"),
     ("official.mask_values", {0: "background"}, "key 'official.mask_values': one mask value must map to 'authentic'"),
     # the turn chain
     ("turns.t2.prev", "data/source", "key 'turns.t2.prev': must be 'data/turns/t1/state', got 'data/source'"),
