@@ -1,11 +1,13 @@
-"""LoRA generators: the LoRA twins, their loading through the family adapters, the refusals and the
-provenance of a LoRA edit.
+"""LoRA generators: the LoRA twins, their loading through the family adapters, the refusals, the
+provenance of a LoRA edit, and (slow) the paper's unseen-generator protocol on a LoRA-SDXL twin, from an
+edit turn through the edit stage to the cross-generator test that holds it out.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -14,12 +16,15 @@ from safetensors import safe_open
 from conftest import write_params
 from diffseg import params as params_mod
 from diffseg import records
+from diffseg.dataset import assemble
+from diffseg.detect import crossgen, train
 from diffseg.edit import families
 from diffseg.edit import stage as edit_stage
 from diffseg.errors import UserError
 from diffseg.filter import stage as filter_stage
 from diffseg.params import Generator, Lora
 from diffseg.propose import stage as propose_stage
+from diffseg.source import stage as source_stage
 from diffseg.twins import lora as lora_twins
 from diffseg.twins import stage as twins
 from test_twins import twin_generator
@@ -175,14 +180,17 @@ def test_a_lora_entry_loads_with_its_defaults(workdir):
 
 
 # ------------------------------------------------------------------ an edit turn with the LoRA twin
-def _one_turn_params(workdir: Path, resolution: int) -> params_mod.Params:
-    """One turn, every planned image edited, by the SDXL twin or the SDXL twin with its LoRA twin."""
-    gens = [{"name": "sdxl", "family": "sdxl", "model": "models/twins/sdxl", "steps": 2, "resolution": resolution},
+def _one_turn_params(workdir: Path, resolution: int, before: tuple[dict, ...] = (), **overrides) -> params_mod.Params:
+    """One turn, every planned image edited, by the SDXL twin or the SDXL twin with its LoRA twin (after the
+    generators ``before``)."""
+    gens = [*before,
+            {"name": "sdxl", "family": "sdxl", "model": "models/twins/sdxl", "steps": 2, "resolution": resolution},
             {"name": "sdxl_lora", "family": "sdxl", "model": "models/twins/sdxl", "steps": 2,
              "resolution": resolution,
              "lora": {"path": "models/twins/sdxl_lora", "weight_name": WEIGHTS, "scale": 0.8}}]
     data = {"final_state": "data/turns/t1/state", "propose": {"turn_weights": [0.0, 1.0]},
-            "edit": {"generators": gens}, "crossgen": {"held_out": []}}
+            "edit": {"generators": gens}, "crossgen": {"held_out": [], "unseen": []}}
+    data.update(overrides)
     path = write_params(workdir, data)
     merged = yaml.safe_load(path.read_text())
     merged["turns"] = {"t1": {"prev": "data/source"}}  # replaced, not merged into the profile's three turns
@@ -214,3 +222,58 @@ def test_a_lora_edit_through_the_stages_records_its_lora(workdir):
     for image_id in by_lora:
         mask = records.PlanDir(records.turn_dir("t1", "plan")).mask(image_id)
         assert set(np.unique(edit_dir.label(image_id, mask.shape)[mask])) == {2}  # the class of sdxl_lora
+
+
+# ------------------------------------------------------------------ the unseen-generator protocol, end to end
+@pytest.mark.slow  # the offline source, an edit turn of three generators, assembly and two detector trainings
+def test_a_lora_generator_held_out_as_the_unseen_generator(workdir, monkeypatch):
+    twins.run(0, ["sd2", "sdxl"], workdir / "models" / "twins", loras=["sdxl"])
+    sd2 = {"name": "sd2", "family": "sd2", "model": "models/twins/sd2", "steps": 2, "resolution": 64}
+    # The offline source at 96 px: the eight bundled photographs, eight crops and 40 procedural scenes.
+    p = _one_turn_params(
+        workdir, 64, (sd2,),
+        source={"kind": "offline", "min_side": 32, "max_side": 96, "offline": {"n_crops": 8, "n_procedural": 40,
+                                                                               "size": 96}},
+        propose={"turn_weights": [0.3, 0.7]},
+        detect={"image_size": 64, "epochs": 2, "batch_size": 8, "task": "binary",
+                "detectors": {"deeplabv3plus": {"arch": "DeepLabV3Plus", "encoder": "resnet18",
+                                                "encoder_weights": None}}},
+        crossgen={"detector": "deeplabv3plus", "held_out": ["sdxl_lora"], "unseen": ["sdxl_lora"]})
+    source_stage.run(p, records.SOURCE_DIR)
+    propose_stage.run(p, "t1", records.turn_dir("t1", "plan"))
+    edit_stage.run(p, "t1", records.turn_dir("t1", "edit"))
+    filter_stage.run(p, "t1", records.turn_dir("t1", "state"))
+    assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json")
+
+    root = Path(p.detect.dataset)
+    manifest = records.StateDir(root).manifest().set_index("image_id")
+    touched = sorted(i for i, gens in manifest["generators"].fillna("").items() if "sdxl_lora" in gens.split(","))
+    assert touched
+    metadata = pd.read_parquet(root / "metadata.parquet")
+    by_lora = metadata[(metadata["generator"] == "sdxl_lora") & (metadata["decision"] == "accepted")]
+    assert sorted(by_lora["image_id"]) == touched
+    assert set(by_lora["lora"]) == {"models/twins/sdxl_lora"} and set(by_lora["lora_scale"]) == {0.8}
+
+    fitted = {}
+    for module in (train, crossgen):
+        def spy(model, train_set, val_set, *args, _real=module.fit, _name=module.__name__, **kwargs):
+            fitted[_name] = train_set.image_ids() + val_set.image_ids()
+            return _real(model, train_set, val_set, *args, **kwargs)
+        monkeypatch.setattr(module, "fit", spy)
+    train.run(p, "deeplabv3plus", workdir / "models" / "detectors" / "deeplabv3plus",
+              workdir / "metrics" / "train" / "deeplabv3plus")
+    result = crossgen.run(p, "sdxl_lora", workdir / "metrics" / "crossgen" / "sdxl_lora.json")
+    print(f"touched by sdxl_lora: {len(touched)} of {len(manifest)} images; crossgen@sdxl_lora: "
+          f"{ {k: result[k] for k in ('train_images', 'val_images', 'kept_epoch', 'val_iou_edited')} }, "
+          f"unseen {result['unseen']}, seen {result['seen']}")
+
+    selection = crossgen.select(root, "sdxl_lora", ["sdxl_lora"])
+    assert selection.unseen == touched  # one turn: nothing painted over its pixels
+    trainable = sorted(i for i in manifest.index if manifest.at[i, "split"] in ("train", "val") and i not in touched)
+    for stage in ("diffseg.detect.train", "diffseg.detect.crossgen"):
+        assert not set(fitted[stage]) & set(touched)
+        assert sorted(fitted[stage]) == trainable
+    assert (result["unseen"]["images"], result["never_trained_on"]) == (len(touched), ["sdxl_lora"])
+    assert result["train_images"] + result["val_images"] == len(trainable)
+    assert result["seen"]["images"] == sum(manifest.loc[i, "split"] == "test" and manifest.loc[i, "n_edits"] > 0
+                                           and i not in touched for i in manifest.index)

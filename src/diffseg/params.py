@@ -476,12 +476,21 @@ class Robustness:
 class Crossgen:
     detector: str = "segformer"  # a key of detect.detectors, trained on the binary task
     held_out: list[str] = field(default_factory=list)  # generators left out of training, one stage each
+    # Generators never used for training (the paper's protocol): every image they touched is kept out of the
+    # train and val data of train@ and of every crossgen@ stage. Each needs its crossgen@ stage (held_out).
+    unseen: list[str] = field(default_factory=list)
 
     def check(self, key: str, detectors: Sequence[str], generators: Sequence[str]) -> None:
         _require(self.detector in detectors, f"{key}.detector",
                  f"must be a key of detect.detectors, got {self.detector!r}")
         unknown = set(self.held_out) - set(generators)
         _require(not unknown, f"{key}.held_out", f"unknown generator(s) {sorted(unknown)}")
+        unknown = set(self.unseen) - set(generators)
+        _require(not unknown, f"{key}.unseen", f"unknown generator(s) {sorted(unknown)}")
+        untested = [g for g in self.unseen if g not in self.held_out]
+        _require(not untested, f"{key}.unseen", f"{untested} must also be in {key}.held_out, which gives each "
+                 f"generator its crossgen@ stage")
+        _require(bool(set(generators) - set(self.unseen)), f"{key}.unseen", "leaves no generator to train on")
 
 
 @dataclass
