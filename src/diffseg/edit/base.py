@@ -187,7 +187,10 @@ class DiffusersFamily(Family):
             pipe.load_lora_weights(lora.path, weight_name=lora.weight_name, revision=lora.revision,
                                    adapter_name=LORA_ADAPTER)
         except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights that do not fit the model
-            raise self.fail(_load_hint("LoRA weights", lora.path, lora.revision, err)) from None
+            message = _load_hint("LoRA weights", lora.path, lora.revision, err)
+            if "size mismatch" in str(err):  # torch names the mismatched tensors on later lines only
+                message += " size mismatch: the LoRA was made for another base model"
+            raise self.fail(message) from None
         pipe.set_adapters([LORA_ADAPTER], adapter_weights=[lora.scale])
 
     def from_pretrained(self, pipeline: str, model: str, revision: str | None, variant: str | None = None):
