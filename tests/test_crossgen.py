@@ -17,7 +17,7 @@ from conftest import write_params
 from dataset_fixture import build_dataset
 from diffseg import params as params_mod
 from diffseg import records
-from diffseg.detect import crossgen
+from diffseg.detect import crossgen, train
 
 S = 32  # image side; also the detector's working size, so no resize blurs a hand count
 CLASSES = ["authentic", "sd2", "sdxl", "flux"]  # sd2 = 1, sdxl = 2, flux = 3
@@ -107,6 +107,18 @@ def test_selection_of_the_other_generator(tiny):
     assert sel.unseen == ["d", "f"] and sel.negatives == ["e", "i"] and sel.seen == ["g", "h", "j"]
 
 
+def test_unseen_generators_stay_out_of_training_and_the_seen_control(tiny):
+    # crossgen.unseen = [flux]: d and f (flux) leave train and val; the sd2 groups are as before.
+    sel = crossgen.select(tiny, "sd2", ["flux"])
+    assert (sel.train, sel.val) == (["a", "c"], ["e"])
+    assert (sel.unseen, sel.negatives, sel.seen) == (["b", "f", "j"], ["e", "i"], ["h"])
+    # Held out under the paper's protocol: the same groups as leave-one-out of that generator.
+    assert crossgen.select(tiny, "flux", ["flux"]) == crossgen.select(tiny, "flux")
+    # sdxl held out, flux unseen: a, g and h (sdxl) and d, f (flux) train nowhere; g has sdxl pixels left.
+    sel = crossgen.select(tiny, "sdxl", ["flux"])
+    assert (sel.train, sel.val, sel.unseen, sel.seen) == (["b", "c"], ["e"], ["a", "g", "h"], ["j"])
+
+
 def test_unknown_generator_is_refused(tiny):
     with pytest.raises(crossgen.UserError, match="kandinsky"):
         crossgen.select(tiny, "kandinsky")
@@ -165,6 +177,21 @@ def test_unseen_and_seen_scores_counted_by_hand(tiny, workdir, monkeypatch):
         assert ci["low"] <= ci["value"] <= ci["high"]
 
 
+def test_the_result_names_the_generators_never_trained_on(tiny, workdir, monkeypatch):
+    p = params_mod.load(write_params(workdir, {"detect": {"dataset": "data/dataset", "image_size": S,
+                                                          "batch_size": 2},
+                                               "crossgen": {"detector": "segformer", "held_out": ["sd2", "sdxl"],
+                                                            "unseen": ["sdxl"]}}))
+    monkeypatch.setattr(crossgen, "train_detector", lambda params, root, selection, device: (
+        Bright(2), {"train_images": len(selection.train), "val_images": len(selection.val), "kept_epoch": 0,
+                    "val_iou_edited": None}))
+    result = crossgen.run(p, "sd2", workdir / "sd2.json")
+    # a and h (sdxl) leave training and the control too: train c, val d and e, no seen image left
+    assert (result["train_images"], result["val_images"], result["seen"]["images"]) == (1, 2, 0)
+    assert result["never_trained_on"] == ["sdxl"]
+    assert result["unseen"]["iou_edited"]["value"] == pytest.approx(5 / 9, abs=1e-6)  # as without sdxl unseen
+
+
 def test_unseen_iou_of_the_stub_on_the_unseen_group(tiny):
     """The same pooled counts straight from the per-image statistics: (TP, FP, FN) per image."""
     sel = crossgen.select(tiny, "sd2")
@@ -174,6 +201,28 @@ def test_unseen_iou_of_the_stub_on_the_unseen_group(tiny):
         [("b", 32, 0, 32), ("e", 0, 16, 0), ("f", 32, 0, 0), ("i", 0, 0, 0), ("j", 16, 16, 0)]
     # f: 1024 pixels less its 32 ignored flux pixels are scored
     assert [s.tp + s.fp + s.fn + s.tn for s in stats] == [1024, 1024, 992, 1024, 1024]
+
+
+def test_train_stage_leaves_the_unseen_generators_images_out(workdir, monkeypatch):
+    """dataset_fixture: sdxl edited 6, 8, 9, 11; train split 0 1 2 6 7 8 12 13 14, val 3 9 15."""
+    build_dataset(workdir / "data" / "dataset")
+    p = params_mod.load(write_params(workdir, {
+        "detect": {"dataset": "data/dataset", "image_size": 64, "epochs": 2, "batch_size": 4,
+                   "detectors": {"deeplabv3plus": {"task": "binary"}}},
+        "crossgen": {"held_out": ["sdxl"], "unseen": ["sdxl"]}}))
+    seen_by_fit = {}
+    real_fit = train.fit
+
+    def spy(model, train_set, val_set, *args, **kwargs):
+        seen_by_fit["train"], seen_by_fit["val"] = train_set.image_ids(), val_set.image_ids()
+        return real_fit(model, train_set, val_set, *args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", spy)
+    train.run(p, "deeplabv3plus", workdir / "models" / "deeplabv3plus", workdir / "metrics" / "deeplabv3plus")
+    ids = [f"{i:012d}" for i in range(18)]
+    assert seen_by_fit == {"train": [ids[i] for i in (0, 1, 2, 7, 12, 13, 14)], "val": [ids[3], ids[15]]}
+    config = records.read_json(workdir / "models" / "deeplabv3plus" / "config.json")
+    assert (config["train_images"], config["val_images"]) == (7, 2)
 
 
 def test_crossgen_trains_with_the_training_code_without_the_held_out_generator(workdir, monkeypatch):

@@ -14,7 +14,6 @@ import weakref
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from skimage import data
 
@@ -216,26 +215,26 @@ def test_kandinsky_prior_must_match_the_decoder(twins_dir, tmp_path):
 
 
 # ------------------------------------------------------------------ hub ids while offline
-def _paper_generators() -> list[dict]:
-    return yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())["edit"]["generators"]
+def _paper_generators() -> list[Generator]:
+    return params_mod.load(ROOT / "configs" / "paper.yaml").edit.generators
 
 
-@pytest.mark.parametrize("entry", _paper_generators(), ids=lambda g: g["family"])
+@pytest.mark.parametrize("entry", _paper_generators(), ids=lambda g: g.name)
 def test_paper_generator_offline_fails_fast_naming_the_model(monkeypatch, entry):
     import diffusers
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    adapter = families.create(Generator(**entry))
-    if entry["family"] == "glide" and importlib.util.find_spec("glide_text2im") is None:
+    adapter = families.create(entry)
+    if entry.family == "glide" and importlib.util.find_spec("glide_text2im") is None:
         expected = glide.INSTALL
     else:
-        expected = f"huggingface-cli download {entry['model']}"
+        expected = f"huggingface-cli download {entry.model}"
     getattr(diffusers, getattr(adapter, "pipeline", "DiffusionPipeline"))  # imports are not the load's time
     started = time.perf_counter()
     with pytest.raises(families.GeneratorError) as err:
         adapter.load()
     assert time.perf_counter() - started < 1.0
-    assert expected in str(err.value) and entry["name"] in str(err.value)
+    assert expected in str(err.value) and entry.name in str(err.value)
 
 
 def test_kandinsky_hub_prior_offline_fails_naming_the_prior(monkeypatch, twins_dir):

@@ -31,9 +31,16 @@ def test_offline_profile_passes_every_check():
     assert p.source.kind == "offline" and p.detect.device == "auto"
 
 
-def test_paper_profile_loads_with_the_eight_generators():
+def test_paper_profile_loads_with_the_eight_generators_and_the_unseen_lora_sdxl():
     p = params.load(ROOT / "configs" / "paper.yaml")
-    assert p.classes == ["authentic", "sd2", "sdxl", "flux", "sd3", "glide", "kolors", "hunyuan", "kandinsky"]
+    assert p.classes == ["authentic", "sd2", "sdxl", "flux", "sd3", "glide", "kolors", "hunyuan", "kandinsky",
+                         "sdxl_lora"]
+    lora_sdxl, sdxl = p.generator("sdxl_lora"), p.generator("sdxl")
+    assert (lora_sdxl.family, lora_sdxl.model) == (sdxl.family, sdxl.model) and sdxl.lora is None
+    assert lora_sdxl.lora == params.Lora(path="stabilityai/stable-diffusion-xl-base-1.0",
+                                         weight_name="sd_xl_offset_example-lora_1.0.safetensors", scale=1.0)
+    # The paper's protocol for the LoRA SDXL, leave-one-out over all eight others (GLIDE included).
+    assert p.crossgen.unseen == ["sdxl_lora"] and p.crossgen.held_out == p.classes[1:]
     assert p.source.kind == "coco" and not p.twins.families and not p.twins.clip
     assert all(d.encoder_weights == "imagenet" for d in p.detect.detectors.values())
     assert p.detect.device == "auto"
@@ -179,6 +186,15 @@ RANGE_CASES = [
      "key 'detect.warmup_epochs': must be < the epochs of detector 'fcn8s' (1), got 1"),
     ("crossgen.detector", "unet", "key 'crossgen.detector': must be a key of detect.detectors, got 'unet'"),
     ("crossgen.held_out", ["dalle"], "key 'crossgen.held_out': unknown generator(s) ['dalle']"),
+    ("crossgen.unseen", ["dalle"], "key 'crossgen.unseen': unknown generator(s) ['dalle']"),
+    ("crossgen.unseen", ["sdxl"], "key 'crossgen.unseen': ['sdxl'] must also be in crossgen.held_out, which "
+                                  "gives each generator its crossgen@ stage"),
+    ("crossgen", {"detector": "segformer", "held_out": ["sd2", "sdxl", "flux", "sd3", "kandinsky", "hunyuan",
+                                                         "kolors"],
+                  "unseen": ["sd2", "sdxl", "flux", "sd3", "kandinsky", "hunyuan", "kolors"]},
+     "key 'crossgen.unseen': leaves no generator to train on"),
+    ("twins.loras", ["sdxl", "glide"], "key 'twins.loras': ['glide'] have no twin to adapt: list them in "
+                                       "twins.families too"),
     ("official.mask_values", {0: "background"}, "key 'official.mask_values': one mask value must map to 'authentic'"),
     # the turn chain
     ("turns.t2.prev", "data/source", "key 'turns.t2.prev': must be 'data/turns/t1/state', got 'data/source'"),

@@ -47,7 +47,8 @@ def _source(p: params_mod.Params, args) -> None:
 def _twins(p: params_mod.Params, args) -> None:
     from diffseg.twins import stage
 
-    stage.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip, vlm=p.twins.vlm)
+    stage.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip, vlm=p.twins.vlm,
+              loras=p.twins.loras)
 
 
 def _propose(p: params_mod.Params, args) -> None:

@@ -9,6 +9,7 @@ The defaults here are only what a key left out of the file falls back to, not a 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -218,6 +219,25 @@ class Propose:
 
 
 @dataclass
+class Lora:
+    """LoRA weights loaded on top of a generator's checkpoint by diffusers' ``load_lora_weights``."""
+    path: str = MISSING  # hub id, folder or weights file
+    # The weights file inside ``path`` (a hub repository or folder); None: diffusers picks one, which a hub id
+    # offline cannot do.
+    weight_name: Optional[str] = None
+    scale: float = 1.0  # the adapter's weight (``set_adapters``); 1 = the LoRA as trained
+    revision: Optional[str] = None  # pinned hub revision; None for local folders
+
+    def check(self, key: str) -> None:
+        _named(self.path, f"{key}.path", "a hub id, a folder or a weights file")
+        _require(self.weight_name is None or self.weight_name.strip() != "", f"{key}.weight_name",
+                 "must be a file name, or null")
+        _require(math.isfinite(self.scale) and self.scale != 0, f"{key}.scale",
+                 f"must be a finite number other than 0 (0 switches the LoRA off: remove the lora entry "
+                 f"instead), got {self.scale}")
+
+
+@dataclass
 class Generator:
     name: str = MISSING  # class name in classes.json
     family: str = MISSING  # adapter family (see diffseg.edit.families)
@@ -233,6 +253,7 @@ class Generator:
     dtype: str = "auto"  # one of DTYPES
     scheduler: Optional[str] = None  # a diffusers scheduler class name, or None for the checkpoint's
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the pipeline call
+    lora: Optional[Lora] = None  # LoRA weights on top of ``model`` (families whose pipeline loads them)
 
     def check(self, key: str) -> None:
         _require(re.fullmatch(_NAME, self.name) is not None and self.name != "authentic", f"{key}.name",
@@ -245,6 +266,8 @@ class Generator:
         _require(self.prior is None or self.prior.strip() != "", f"{key}.prior", "must be a hub id or a folder")
         _require(self.prior_revision is None or self.prior is not None, f"{key}.prior_revision",
                  "is set without a prior")
+        if self.lora is not None:
+            self.lora.check(f"{key}.lora")
 
 
 @dataclass
@@ -294,6 +317,11 @@ class Twins:
     families: list[str] = field(default_factory=list)
     clip: bool = False  # also build the CLIP image-encoder twin the univfd baseline probes
     vlm: bool = False  # also build the Qwen2.5-VL, Grounding DINO and SAM twins of the vlm planner and judge
+    loras: list[str] = field(default_factory=list)  # families whose twin also gets a tiny random LoRA (<family>_lora)
+
+    def check(self, key: str) -> None:
+        missing = [f for f in self.loras if f not in self.families]
+        _require(not missing, f"{key}.loras", f"{missing} have no twin to adapt: list them in {key}.families too")
 
 
 @dataclass
@@ -461,12 +489,21 @@ class Robustness:
 class Crossgen:
     detector: str = "segformer"  # a key of detect.detectors, trained on the binary task
     held_out: list[str] = field(default_factory=list)  # generators left out of training, one stage each
+    # Generators never used for training (the paper's protocol): every image they touched is kept out of the
+    # train and val data of train@ and of every crossgen@ stage. Each needs its crossgen@ stage (held_out).
+    unseen: list[str] = field(default_factory=list)
 
     def check(self, key: str, detectors: Sequence[str], generators: Sequence[str]) -> None:
         _require(self.detector in detectors, f"{key}.detector",
                  f"must be a key of detect.detectors, got {self.detector!r}")
         unknown = set(self.held_out) - set(generators)
         _require(not unknown, f"{key}.held_out", f"unknown generator(s) {sorted(unknown)}")
+        unknown = set(self.unseen) - set(generators)
+        _require(not unknown, f"{key}.unseen", f"unknown generator(s) {sorted(unknown)}")
+        untested = [g for g in self.unseen if g not in self.held_out]
+        _require(not untested, f"{key}.unseen", f"{untested} must also be in {key}.held_out, which gives each "
+                 f"generator its crossgen@ stage")
+        _require(bool(set(generators) - set(self.unseen)), f"{key}.unseen", "leaves no generator to train on")
 
 
 @dataclass
@@ -637,6 +674,7 @@ class Params:
     def check(self) -> None:
         """Every section's ranges, plus the rules that tie sections together (turn chain, class counts)."""
         self.source.check("source")
+        self.twins.check("twins")
         _within(self.max_item_failure, 0, 1, "max_item_failure")
         self._check_turns()
         self.propose.check("propose", n_turns=len(self.turns))

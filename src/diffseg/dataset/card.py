@@ -4,11 +4,21 @@ from __future__ import annotations
 import json
 
 from diffseg.notices import OFFLINE_WARNING
-from diffseg.params import Params
+from diffseg.params import Generator, Params
 from diffseg.runtime import is_local
 
+
+def _checkpoint(gen: Generator) -> str:
+    """The checkpoint cell: the model, and the LoRA loaded on top of it with its file and scale."""
+    if gen.lora is None:
+        return f"`{gen.model}`"
+    lora = gen.lora
+    weights = f"`{lora.path}`" + (f" (`{lora.weight_name}`)" if lora.weight_name else "")
+    return f"`{gen.model}` + LoRA {weights} x {lora.scale}" + (f" at {lora.revision}" if lora.revision else "")
+
+
 def render(params: Params, stats: dict) -> str:
-    gens = "\n".join(f"| {k} | `{g.name}` | {g.family} | `{g.model}` | {g.revision or '-'} | {g.steps} | "
+    gens = "\n".join(f"| {k} | `{g.name}` | {g.family} | {_checkpoint(g)} | {g.revision or '-'} | {g.steps} | "
                      f"{g.guidance} | {g.resolution} |" for k, g in enumerate(params.edit.generators, start=1))
     offline = any(is_local(g.model) for g in params.edit.generators) or params.source.kind == "offline"
     licence = ("COCO images are under their Flickr licences (see each image's `license` and `url`); COCO "

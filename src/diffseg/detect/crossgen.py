@@ -1,10 +1,18 @@
 """``crossgen@<generator>``: can a detector find edits by a generator it never saw?
 
+Two protocols share this stage:
+
+* the paper's (Tab. 4): a generator of ``crossgen.unseen`` is never used for training at all; every
+  ``train`` stage and every ``crossgen`` stage leaves its images out, and its own stage tests it here;
+* leave-one-out (an extension): any other generator of ``crossgen.held_out`` is left out of this
+  stage's training only.
+
 The ``crossgen.detector`` architecture is trained on the binary task by the same code as ``train``
-(:func:`diffseg.detect.train.fit`, best-on-validation checkpoint) on the train-split images the
-held-out generator never touched, and its checkpoint is chosen on the val-split images it never
-touched either. "Touched" reads the manifest's ``generators`` column: every accepted edit counts, even
-one whose pixels a later turn painted over, so no trace of the generator reaches training.
+(:func:`diffseg.detect.train.fit`, best-on-validation checkpoint) on the train-split images that
+neither the held-out generator nor any ``crossgen.unseen`` generator touched, and its checkpoint is
+chosen on the val-split images they never touched either. "Touched" reads the manifest's
+``generators`` column (:func:`diffseg.detect.data.touched_by`): every accepted edit counts, even one
+whose pixels a later turn painted over, so no trace of those generators reaches training.
 
 The same model is then scored at each image's own size (:mod:`diffseg.detect.scoring`) on two groups
 that share one set of negatives, the never-edited images of the val and test splits:
@@ -13,17 +21,19 @@ that share one set of negatives, the never-edited images of the val and test spl
   generator (none of them was trained or validated on). Truth: the held-out generator's pixels are
   edited; pixels of the *other* generators on those images are ignored (:data:`IGNORE`), since the
   model has seen those generators and finding them says nothing about the unseen one.
-* ``seen``: the control, test-split edited images the held-out generator never touched, with all their
-  edited pixels as truth. The gap between the two is the cost of an unseen generator.
+* ``seen``: the control, test-split edited images that neither the held-out generator nor an unseen one
+  touched, with all their edited pixels as truth. The gap between the two is the cost of an unseen
+  generator.
 
 Writes ``metrics/crossgen/<generator>.json``: per group the number of positive images and negatives,
-pooled edited-class IoU, image-level detection AUC and pixel AUC, each with a 95% bootstrap interval.
+pooled edited-class IoU, image-level detection AUC and pixel AUC, each with a 95% bootstrap interval;
+with ``crossgen.unseen`` set, also ``never_trained_on``, those generators.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 import pandas as pd
@@ -31,7 +41,7 @@ import torch
 
 from diffseg import records
 from diffseg.detect import scoring, zoo
-from diffseg.detect.data import IGNORE, SegmentationSet, ignored_label
+from diffseg.detect.data import IGNORE, SegmentationSet, ignored_label, touched_by
 from diffseg.detect.train import fit, kept_epoch
 from diffseg.errors import UserError
 from diffseg.params import Params
@@ -42,22 +52,17 @@ BINARY = ["authentic", "edited"]
 TruthOf = Callable[[np.ndarray], np.ndarray]
 
 
-def touched_by(generator: str) -> Callable[[pd.DataFrame], pd.Series]:
-    """Manifest filter: images with an accepted edit by ``generator`` (painted over or not)."""
-    return lambda m: m["generators"].fillna("").str.split(",").apply(lambda gens: generator in gens)
-
-
 @dataclass(frozen=True)
 class Selection:
     """Which images play which part for one held-out generator (image ids, sorted)."""
 
     held_out: str
     class_id: int  # the held-out generator's value in the dataset's label maps
-    train: list[str]  # train split, never touched by the held-out generator
-    val: list[str]  # val split, never touched: the checkpoint is chosen on these
+    train: list[str]  # train split, never touched by the held-out generator or an unseen one
+    val: list[str]  # val split, never touched by them: the checkpoint is chosen on these
     unseen: list[str]  # any split, final label still has held-out pixels
     negatives: list[str]  # never-edited images of val + test
-    seen: list[str]  # test split, edited, never touched: the control
+    seen: list[str]  # test split, edited, never touched by them: the control
 
 
 def class_id(classes: list[str], generator: str) -> int:
@@ -68,13 +73,16 @@ def class_id(classes: list[str], generator: str) -> int:
     return classes.index(generator)
 
 
-def select(root: Path, held_out: str) -> Selection:
-    """The images of each group; unseen positives are confirmed on their final label maps."""
+def select(root: Path, held_out: str, never_trained_on: Collection[str] = ()) -> Selection:
+    """The images of each group; unseen positives are confirmed on their final label maps.
+
+    ``never_trained_on``: the ``crossgen.unseen`` generators, kept out of training like the held-out one.
+    """
     data = records.StateDir(root)
     classes = records.read_json(Path(root) / "classes.json")
     k = class_id(classes, held_out)
     m = data.manifest().sort_values("image_id").reset_index(drop=True)
-    touched = touched_by(held_out)(m)
+    excluded = touched_by({held_out, *never_trained_on})(m)
     never_edited = m["n_edits"] == 0
     split = m["split"]
 
@@ -83,11 +91,11 @@ def select(root: Path, held_out: str) -> Selection:
 
     # Only touched images can hold its pixels; a touched image whose pixels were all painted over by a
     # later turn is neither a positive (nothing to find) nor a training image (it was touched).
-    unseen = [i for i in ids(touched) if (records.read_gray(data.label_path(i)) == k).any()]
+    unseen = [i for i in ids(touched_by([held_out])(m)) if (records.read_gray(data.label_path(i)) == k).any()]
     return Selection(held_out=held_out, class_id=k,
-                     train=ids((split == "train") & ~touched), val=ids((split == "val") & ~touched),
+                     train=ids((split == "train") & ~excluded), val=ids((split == "val") & ~excluded),
                      unseen=unseen, negatives=ids(split.isin(["val", "test"]) & never_edited),
-                     seen=ids((split == "test") & ~touched & ~never_edited))
+                     seen=ids((split == "test") & ~excluded & ~never_edited))
 
 
 def unseen_truth(label: np.ndarray, k: int) -> np.ndarray:
@@ -145,11 +153,13 @@ def train_detector(params: Params, root: Path, selection: Selection, device: str
 def run(params: Params, held_out: str, metrics_path: Path) -> dict:
     cfg = params.detect
     root, device = Path(cfg.dataset), pick_device(cfg.device)
-    selection = select(root, held_out)
+    never_trained_on = params.crossgen.unseen
+    selection = select(root, held_out, never_trained_on)
     if not selection.unseen:
         raise UserError(f"crossgen@{held_out}: no image of {root} still holds pixels of '{held_out}'")
+    without = sorted({held_out, *never_trained_on})
     print(f"crossgen@{held_out}: training {params.crossgen.detector} on {len(selection.train)} images "
-          f"({len(selection.val)} val) without '{held_out}'; testing {len(selection.unseen)} unseen and "
+          f"({len(selection.val)} val) without {without}; testing {len(selection.unseen)} unseen and "
           f"{len(selection.seen)} seen-generator images against {len(selection.negatives)} negatives")
     model, trained = train_detector(params, root, selection, device)
 
@@ -164,6 +174,8 @@ def run(params: Params, held_out: str, metrics_path: Path) -> dict:
     result = {"held_out": held_out, "detector": params.crossgen.detector, **trained,
               "bootstrap": {"resamples": scoring.N_BOOT, "level": scoring.LEVEL, "seed": seed},
               "unseen": unseen, "seen": seen}
+    if never_trained_on:  # absent otherwise, so leave-one-out results read as they always did
+        result["never_trained_on"] = sorted(never_trained_on)
     records.write_json(metrics_path, result)
     print(f"crossgen@{held_out}: edited IoU unseen {_v(unseen['iou_edited'])} vs seen {_v(seen['iou_edited'])}, "
           f"detection AUC unseen {_v(unseen['detection_auc'])} vs seen {_v(seen['detection_auc'])}")

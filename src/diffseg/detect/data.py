@@ -3,12 +3,13 @@
 Items are resized to a square ``image_size`` (bilinear for images, nearest for labels) so batches
 stack; the ``binary`` task maps every generator class k > 0 to 1 and keeps the ignored label value
 (:data:`IGNORE`, 255) as it is, so the loss still skips those pixels. Images are read lazily, one item
-at a time, so memory does not grow with the dataset.
+at a time, so memory does not grow with the dataset. :func:`touched_by` picks the images a set of
+generators edited (the generators ``crossgen.unseen`` keeps away from every detector's training).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,17 @@ from diffseg import records
 TASKS = ("binary", "attribution")
 IGNORE = 255  # the label value no class uses (labels are uint8): pixels that count nowhere
 NO_IGNORE = -100  # torch's "nothing ignored" value; params accept it as a synonym of null
+
+
+def touched_by(generators: Collection[str]) -> Callable[[pd.DataFrame], pd.Series]:
+    """Manifest filter: images with an accepted edit by any of ``generators``, painted over or not.
+
+    It reads the manifest's ``generators`` column, so an edit whose pixels a later turn covered still
+    counts: no trace of those generators reaches a detector trained on the other images.
+    """
+    wanted = set(generators)
+    return lambda m: (m["generators"].fillna("").str.split(",")
+                      .apply(lambda gens: not wanted.isdisjoint(gens)).astype(bool))
 
 
 def ignored_label(ignore_index: int | None) -> int | None:

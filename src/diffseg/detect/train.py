@@ -13,6 +13,10 @@ logs train/loss, train/lr, val/miou and val/iou_edited per epoch under ``metrics
 ``models/detectors/<detector>``. Pixels labelled ``detect.ignore_index`` count in neither the loss
 nor the validation scores.
 
+The generators of ``crossgen.unseen`` are never used for training: every image they touched is left
+out of the train and val splits here (and in every ``crossgen`` stage), so the cross-generator test can
+score them as unseen.
+
 The learning rate follows ``detect.schedule`` per optimizer step (finer than per epoch, so short
 runs of a few epochs still get a smooth curve): a linear warmup over the first
 ``detect.warmup_epochs`` epochs (from lr / warmup_steps up to lr), then ``cosine``: half a cosine
@@ -38,7 +42,7 @@ from tqdm import tqdm
 
 from diffseg import records
 from diffseg.detect import distributed, zoo
-from diffseg.detect.data import IGNORE, NO_IGNORE, SegmentationSet, ignored_label, task_classes
+from diffseg.detect.data import IGNORE, NO_IGNORE, SegmentationSet, ignored_label, task_classes, touched_by
 from diffseg.detect.distributed import World
 from diffseg.detect.infer import probabilities
 from diffseg.detect.metrics import Accumulator, attribution_pred, binary_view, confusion, edited_counts
@@ -247,8 +251,10 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
     task, ignore = detector_task(cfg, name), ignored_label(cfg.ignore_index)
     dataset_classes = records.read_json(Path(cfg.dataset) / "classes.json")
     classes = task_classes(dataset_classes, task)
-    train_set = SegmentationSet(Path(cfg.dataset), ["train"], task, cfg.image_size, ignore=ignore)
-    val_set = SegmentationSet(Path(cfg.dataset), ["val"], task, cfg.image_size, ignore=ignore)
+    unseen = params.crossgen.unseen  # generators never trained or validated on
+    keep = (lambda m: ~touched_by(unseen)(m)) if unseen else None
+    train_set = SegmentationSet(Path(cfg.dataset), ["train"], task, cfg.image_size, keep=keep, ignore=ignore)
+    val_set = SegmentationSet(Path(cfg.dataset), ["val"], task, cfg.image_size, keep=keep, ignore=ignore)
     seed = keyed_seed(params.seed, "train", name)
     torch.manual_seed(seed % (1 << 32))
     model = zoo.build(spec.arch, spec.encoder, len(classes), spec.encoder_weights)
@@ -259,7 +265,7 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
         print(f"train@{name}: {spec.arch}/{spec.encoder} on {device}"
               f"{f' x {world.size} processes' if world else ''}, {len(train_set)} train / {len(val_set)} val "
               f"images, task {task} ({len(classes)} classes), lr {cfg.lr} {cfg.schedule} "
-              f"(warmup {cfg.warmup_epochs} epoch(s))")
+              f"(warmup {cfg.warmup_epochs} epoch(s))" + (f", without the images of {unseen}" if unseen else ""))
         out_dir = records.fresh_dir(out_dir)
     logger = Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None) if main else contextlib.nullcontext()
     with logger as live:

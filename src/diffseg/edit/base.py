@@ -1,9 +1,10 @@
 """What every generator family shares: the :class:`Family` interface, the diffusers base class, batches.
 
-A family knows how to load its model, how to tell that a checkpoint really can inpaint, and the keyword
-arguments of its call. The device, dtype and memory policy and the output contract are shared in
-:class:`Family`; what every diffusers pipeline has in common is in :class:`DiffusersFamily`. The
-families themselves and their registry are in :mod:`diffseg.edit.families`.
+A family knows how to load its model (and a LoRA on top of it, where its pipeline can), how to tell that
+a checkpoint really can inpaint, and the keyword arguments of its call. The device, dtype and memory
+policy and the output contract are shared in :class:`Family`; what every diffusers pipeline has in
+common is in :class:`DiffusersFamily`. The families themselves and their registry are in
+:mod:`diffseg.edit.families`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from diffseg.params import Generator
 from diffseg.runtime import is_local, pick_device, pick_dtype, release_memory, short_error
 
 SIZE_MULTIPLE = 64  # every family's latent grid divides evenly at multiples of 64 pixels
+LORA_ADAPTER = "lora"  # the adapter name of a generator's LoRA: a generator carries at most one
 
 # Call arguments the adapters set themselves; in `options` they would silently fight the adapter.
 RESERVED_OPTIONS = frozenset({
@@ -66,6 +68,7 @@ class Family(abc.ABC):
     takes_negative_prompt = True
     takes_strength = True  # False: the model always regenerates the whole mask, strength must stay 1
     takes_prior = False  # True: `prior` names a second checkpoint the family needs
+    takes_lora = False  # True: a `lora` entry is loaded on top of the checkpoint
 
     def __init__(self, gen: Generator, device: str = "cpu", cpu_offload: bool = False, vae_tiling: bool = False):
         self.gen = gen
@@ -88,6 +91,8 @@ class Family(abc.ABC):
             raise self.fail("key 'prior' is missing: this family needs a prior checkpoint (hub id or folder)")
         if not self.takes_prior and (self.gen.prior or self.gen.prior_revision):
             raise self.fail("key 'prior' is set, but this family takes no prior checkpoint")
+        if self.gen.lora is not None and not self.takes_lora:
+            raise self.fail("key 'lora' is set, but this family's pipeline cannot load LoRA weights")
         clash = sorted(RESERVED_OPTIONS & set(self.gen.options))
         if clash:
             raise self.fail(f"key 'options' sets {clash}, which the adapter sets itself (use the "
@@ -135,8 +140,28 @@ class DiffusersFamily(Family):
 
     pipeline: str = ""  # diffusers pipeline class name
 
+    @property
+    def takes_lora(self) -> bool:
+        import diffusers
+
+        # diffusers gives a pipeline class LoRA loading through one of its LoRA loader mixins.
+        return hasattr(getattr(diffusers, self.pipeline), "load_lora_weights")
+
     def check_source(self) -> None:
         self.check_folder(self.gen.model, "model")
+        if self.gen.lora is not None:
+            self.check_lora_file()
+
+    def check_lora_file(self) -> None:
+        lora = self.gen.lora
+        if not is_local(lora.path):
+            return
+        weights = Path(lora.path)
+        if weights.is_dir() and lora.weight_name:
+            weights = weights / lora.weight_name
+        if not weights.exists():
+            raise self.fail(f"key 'lora.path': no LoRA weights at '{weights}' (the offline LoRA twins are "
+                            f"built by `dvc repro twins` with twins.loras)")
 
     def check_folder(self, model: str, key: str) -> None:
         if is_local(model) and not Path(model, "model_index.json").is_file():
@@ -151,7 +176,22 @@ class DiffusersFamily(Family):
             import diffusers
 
             pipe.scheduler = getattr(diffusers, self.gen.scheduler).from_config(pipe.scheduler.config)
+        if self.gen.lora is not None:
+            self.load_lora(pipe)
         self.pipe = self.place(pipe)
+
+    def load_lora(self, pipe) -> None:
+        """The generator's LoRA, loaded into ``pipe`` by diffusers' own line and weighted by its scale."""
+        lora = self.gen.lora
+        try:
+            pipe.load_lora_weights(lora.path, weight_name=lora.weight_name, revision=lora.revision,
+                                   adapter_name=LORA_ADAPTER)
+        except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights that do not fit the model
+            message = _load_hint("LoRA weights", lora.path, lora.revision, err)
+            if "size mismatch" in str(err):  # torch names the mismatched tensors on later lines only
+                message += " size mismatch: the LoRA was made for another base model"
+            raise self.fail(message) from None
+        pipe.set_adapters([LORA_ADAPTER], adapter_weights=[lora.scale])
 
     def from_pretrained(self, pipeline: str, model: str, revision: str | None, variant: str | None = None):
         import diffusers

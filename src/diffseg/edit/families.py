@@ -10,6 +10,10 @@ The eight DiffSeg30k generators (real checkpoints in ``configs/paper.yaml``, det
   (:mod:`diffseg.edit.blended`), because diffusers has no inpainting pipeline for them;
 - ``glide``: OpenAI's ``glide-text2im`` package (:mod:`diffseg.edit.glide`).
 
+A generator entry may name a LoRA (``lora``): the families whose diffusers pipeline loads LoRA weights
+(``sd2``, ``sdxl``, ``flux_fill``, ``sd3``, ``kolors_blend``) load it on top of the checkpoint
+(:meth:`~diffseg.edit.base.DiffusersFamily.load_lora`); the others refuse it before any work.
+
 Adding a generator family is one :class:`~diffseg.edit.base.Family` subclass and its line in
 :data:`FAMILIES` (plus a ``params.yaml`` entry that uses it).
 """

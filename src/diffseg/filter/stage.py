@@ -101,15 +101,27 @@ _PLAN_FIELDS = ["turn", "turn_index", "action", "planner", "target", "category_i
 
 
 def _generator_fields(params: Params, name: str) -> dict:
-    """Checkpoint and sampler settings of the generator, for provenance ('' when no edit)."""
-    if not name:
-        return {"model": "", "revision": "", "prior": "", "prior_revision": "", "variant": "", "family": "",
-                "steps": 0, "guidance": 0.0, "strength": 0.0, "scheduler": "", "resolution": 0}
-    gen = params.generator(name)
-    return {"model": gen.model, "revision": gen.revision or "", "prior": gen.prior or "",
-            "prior_revision": gen.prior_revision or "", "variant": gen.variant or "", "family": gen.family,
-            "steps": gen.steps, "guidance": gen.guidance, "strength": gen.strength, "scheduler": gen.scheduler or "",
-            "resolution": gen.resolution}
+    """Checkpoint and sampler settings of the generator, for provenance ('' when no edit).
+
+    The LoRA columns exist only when some generator carries a LoRA, so that every other run's history keeps
+    its columns; a generator without one has '' (and scale 0) in them.
+    """
+    gen = params.generator(name) if name else None
+    fields = {"model": "", "revision": "", "prior": "", "prior_revision": "", "variant": "", "family": "",
+              "steps": 0, "guidance": 0.0, "strength": 0.0, "scheduler": "", "resolution": 0}
+    if gen is not None:
+        fields = {"model": gen.model, "revision": gen.revision or "", "prior": gen.prior or "",
+                  "prior_revision": gen.prior_revision or "", "variant": gen.variant or "", "family": gen.family,
+                  "steps": gen.steps, "guidance": gen.guidance, "strength": gen.strength,
+                  "scheduler": gen.scheduler or "", "resolution": gen.resolution}
+    if any(g.lora is not None for g in params.edit.generators):
+        lora = gen.lora if gen is not None else None
+        if lora is None:
+            fields.update(lora="", lora_weight_name="", lora_scale=0.0, lora_revision="")
+        else:
+            fields.update(lora=lora.path, lora_weight_name=lora.weight_name or "", lora_scale=float(lora.scale),
+                          lora_revision=lora.revision or "")
+    return fields
 
 
 def _copy_item(source: records.StateDir, out: records.StateDir, image_id: str) -> None:
