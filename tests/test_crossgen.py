@@ -17,7 +17,7 @@ from conftest import write_params
 from dataset_fixture import build_dataset
 from diffseg import params as params_mod
 from diffseg import records
-from diffseg.detect import crossgen, train
+from diffseg.detect import baselines, crossgen, data, evaluate, robustness, scoring, train, zoo
 
 S = 32  # image side; also the detector's working size, so no resize blurs a hand count
 CLASSES = ["authentic", "sd2", "sdxl", "flux"]  # sd2 = 1, sdxl = 2, flux = 3
@@ -190,6 +190,26 @@ def test_the_result_names_the_generators_never_trained_on(tiny, workdir, monkeyp
     assert (result["train_images"], result["val_images"], result["seen"]["images"]) == (1, 2, 0)
     assert result["never_trained_on"] == ["sdxl"]
     assert result["unseen"]["iou_edited"]["value"] == pytest.approx(5 / 9, abs=1e-6)  # as without sdxl unseen
+
+
+def test_the_benchmark_stages_score_the_seen_generators_only(tiny, workdir, monkeypatch):
+    """crossgen.unseen = [sdxl]: a, g and h (touched by sdxl) leave evaluate's and robustness's test split
+    and the baselines' train and test data; no val image was touched by sdxl."""
+    assert data.seen_only([]) is None
+    assert list(robustness.distorted_test_split(tiny, None).items["image_id"]) == ["g", "h", "i", "j"]
+    assert list(robustness.distorted_test_split(tiny, None, ["sdxl"]).items["image_id"]) == ["i", "j"]
+    train_set, test_set = baselines.splits(tiny, ["sdxl"])
+    assert (list(train_set.items["image_id"]), list(test_set.items["image_id"])) == (["b", "c"], ["i", "j"])
+    assert list(baselines.splits(tiny)[0].items["image_id"]) == ["a", "b", "c"]
+
+    p = params_mod.load(write_params(workdir, {"detect": {"dataset": "data/dataset", "image_size": S,
+                                                          "batch_size": 2, "device": "cpu"},
+                                               "crossgen": {"held_out": ["sdxl"], "unseen": ["sdxl"]}}))
+    config = {"arch": "stub", "encoder": "bright", "task": "attribution", "classes": CLASSES, "image_size": S}
+    monkeypatch.setattr(zoo, "load", lambda folder, device="cpu": (Bright(len(CLASSES)), dict(config)))
+    monkeypatch.setattr(scoring, "N_BOOT", 50)
+    result = evaluate.run(p, "stub", workdir / "eval.json", workdir / "confusion.json", workdir / "pred")
+    assert (result["test_images"], result["test_edited"], result["test_negatives"]) == (2, 1, 1)
 
 
 def test_unseen_iou_of_the_stub_on_the_unseen_group(tiny):

@@ -26,12 +26,14 @@ PAPER_HUB = [QWEN, "IDEA-Research/grounding-dino-base", "sd2-community/stable-di
              "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "black-forest-labs/FLUX.1-Fill-dev",
              "stabilityai/stable-diffusion-3.5-medium", "Kwai-Kolors/Kolors-diffusers",
              "Tencent-Hunyuan/HunyuanDiT-v1.1-Diffusers", "kandinsky-community/kandinsky-2-2-decoder-inpaint",
-             "kandinsky-community/kandinsky-2-2-prior", "openai/clip-vit-large-patch14"]
+             "kandinsky-community/kandinsky-2-2-prior", "stabilityai/stable-diffusion-xl-base-1.0",
+             "openai/clip-vit-large-patch14"]
+SDXL, SDXL_LORA = PAPER_HUB[3], PAPER_HUB[10]  # sdxl_lora: the SDXL checkpoint (asked for once) and its LoRA
 # The revision lines `pin --write` fills in, in file order: (indent, field, id). GLIDE's entry has none.
 WRITTEN = [(4, "revision", QWEN), (4, "detector_revision", "IDEA-Research/grounding-dino-base")] + [
     (6, "revision", model) for model in PAPER_HUB[2:9]] + [
-    (6, "prior_revision", "kandinsky-community/kandinsky-2-2-prior"), (4, "revision", QWEN),
-    (4, "revision", "openai/clip-vit-large-patch14")]
+    (6, "prior_revision", "kandinsky-community/kandinsky-2-2-prior"), (6, "revision", SDXL),
+    (8, "revision", SDXL_LORA), (4, "revision", QWEN), (4, "revision", "openai/clip-vit-large-patch14")]
 
 
 def commit(model: str) -> str:
@@ -75,6 +77,8 @@ def _revision_keys(cls, prefix=""):
         key, hint = f"{prefix}{f.name}", hints[f.name]
         if dataclasses.is_dataclass(hint):
             yield from _revision_keys(hint, f"{key}.")
+        elif typing.get_origin(hint) is typing.Union and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            yield from _revision_keys(typing.get_args(hint)[0], f"{key}.")  # Optional[section]
         elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
             yield from _revision_keys(typing.get_args(hint)[0], f"{key}[0].")
         elif f.name.endswith("revision"):
@@ -85,11 +89,14 @@ def test_every_revision_field_of_the_schema_has_its_checkpoint():
     refs = params.load(PAPER).hub_refs()
     assert {re.sub(r"\[\d+\]", "[0]", ref.revision_key) for ref in refs} == set(_revision_keys(params.Params)) == {
         "propose.vlm.revision", "propose.grounding.detector_revision", "edit.generators[0].revision",
-        "edit.generators[0].prior_revision", "filter.vlm.revision", "baselines.univfd.revision"}
+        "edit.generators[0].prior_revision", "edit.generators[0].lora.revision", "filter.vlm.revision",
+        "baselines.univfd.revision"}
     assert [ref.key for ref in refs] == (
         ["propose.vlm.model", "propose.grounding.detector"] + [f"edit.generators[{i}].model" for i in range(8)]
-        + ["edit.generators[7].prior", "filter.vlm.model", "baselines.univfd.clip_model"])
-    assert [ref.model for ref in refs if ref.model != "base-inpaint"] == PAPER_HUB[:10] + [QWEN, PAPER_HUB[10]]
+        + ["edit.generators[7].prior", "edit.generators[8].model", "edit.generators[8].lora.path",
+           "filter.vlm.model", "baselines.univfd.clip_model"])
+    assert [ref.model for ref in refs if ref.model != "base-inpaint"] == PAPER_HUB[:10] + [SDXL, SDXL_LORA, QWEN,
+                                                                                           PAPER_HUB[11]]
 
 
 def test_pin_writes_exact_commits_and_keeps_every_other_byte(paper, hub, capsys):
@@ -109,8 +116,9 @@ def test_pin_writes_exact_commits_and_keeps_every_other_byte(paper, hub, capsys)
 
     p = params.load(paper)
     assert [g.revision for g in p.edit.generators] == [commit(m) for m in PAPER_HUB[2:6]] + [None] + [
-        commit(m) for m in PAPER_HUB[6:9]]
+        commit(m) for m in PAPER_HUB[6:9]] + [commit(SDXL)]
     assert p.edit.generators[7].prior_revision == commit(PAPER_HUB[9])
+    assert p.edit.generators[8].lora.revision == commit(SDXL_LORA)
     for stage in ("propose", "edit", "filter"):
         pin.require_pinned(p, stage)  # allow_unpinned stays false, and nothing is loose any more
 
@@ -118,7 +126,7 @@ def test_pin_writes_exact_commits_and_keeps_every_other_byte(paper, hub, capsys)
     assert rows[0] == ["key", "checkpoint", "revision", "commit"]
     assert rows[3] == ["edit.generators[0].model", PAPER_HUB[2], "null", commit(PAPER_HUB[2])]
     assert rows[7] == ["edit.generators[4].model", "base-inpaint", "null", "(not", "a", "hub", "id:", "not", "pinned)"]
-    assert rows[-1] == ["pin:", "12", "revision(s)", "written", "into", str(paper)]
+    assert rows[-1] == ["pin:", "14", "revision(s)", "written", "into", str(paper)]
 
 
 def test_pinning_again_asks_at_the_pinned_commits_and_changes_nothing(paper, hub, capsys):
@@ -147,7 +155,7 @@ def test_local_folders_are_neither_asked_for_nor_written(paper, hub, workdir, ca
     assert (p.propose.vlm.revision, p.filter.vlm.revision) == (None, None)
     assert p.propose.grounding.detector_revision == commit(PAPER_HUB[1])
     assert hub == [(model, None) for model in PAPER_HUB[1:]]
-    assert capsys.readouterr().out.splitlines()[-1] == f"pin: 10 revision(s) written into {paper}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"pin: 12 revision(s) written into {paper}"
 
 
 def test_the_offline_profile_has_nothing_to_pin(workdir, hub, capsys):
@@ -189,7 +197,8 @@ def test_offline_the_first_hub_id_is_named(paper, monkeypatch, capsys):
 LOOSE_EDIT = ("key 'edit.generators[0].revision': hub checkpoint 'sd2-community/stable-diffusion-2-inpainting' has "
               "no pinned revision (nor do edit.generators[1].revision, edit.generators[2].revision, "
               "edit.generators[3].revision, edit.generators[5].revision, edit.generators[6].revision, "
-              "edit.generators[7].revision, edit.generators[7].prior_revision); `diffseg pin --write` pins every "
+              "edit.generators[7].revision, edit.generators[7].prior_revision, edit.generators[8].revision, "
+              "edit.generators[8].lora.revision); `diffseg pin --write` pins every "
               "hub id of the file, allow_unpinned: true loads the hub's current files")
 
 

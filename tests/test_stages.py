@@ -167,8 +167,8 @@ def test_hub_id_offline_fails_fast_with_instructions(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     gen = families.create(params_mod.Generator(name="sd2", family="sd2",
-                                               model="stabilityai/stable-diffusion-2-inpainting"))
+                                               model="sd2-community/stable-diffusion-2-inpainting"))
     started = time.perf_counter()
-    with pytest.raises(families.GeneratorError, match="huggingface-cli download stabilityai"):
+    with pytest.raises(families.GeneratorError, match="huggingface-cli download sd2-community"):
         gen.load()
     assert time.perf_counter() - started < 5

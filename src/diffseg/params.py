@@ -660,6 +660,9 @@ class Params:
             if gen.prior is not None:
                 refs.append(HubRef(("edit", "generators", i, "prior"), "prior_revision", gen.prior,
                                    gen.prior_revision, "edit", True))
+            if gen.lora is not None:
+                refs.append(HubRef(("edit", "generators", i, "lora", "path"), "revision", gen.lora.path,
+                                   gen.lora.revision, "edit", True))
         clip = self.baselines.univfd
         return refs + [
             HubRef(("filter", "vlm", "model"), "revision", judge.model, judge.revision, "filter",

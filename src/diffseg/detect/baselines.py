@@ -18,11 +18,13 @@ scored on the test split with the definitions of :mod:`diffseg.detect.metrics`: 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from diffseg import records
 from diffseg.detect import baselines_cnnspot, baselines_univfd
+from diffseg.detect.data import seen_only
 from diffseg.detect.imageset import ImageSet
 from diffseg.errors import UserError
 from diffseg.params import Params
@@ -33,9 +35,11 @@ BASELINES = {"cnnspot": baselines_cnnspot, "univfd": baselines_univfd}
 THRESHOLD = 0.5  # the detection threshold of diffseg.detect.metrics
 
 
-def splits(root: Path) -> tuple[ImageSet, ImageSet]:
-    """The train and test splits; a classifier needs both classes in training."""
-    train, test = ImageSet(root, "train"), ImageSet(root, "test")
+def splits(root: Path, unseen: Collection[str] = ()) -> tuple[ImageSet, ImageSet]:
+    """The train and test splits without the images ``unseen`` generators touched (``crossgen.unseen``);
+    a classifier needs both classes in training."""
+    keep = seen_only(unseen)
+    train, test = ImageSet(root, "train", keep), ImageSet(root, "test", keep)
     if not len(train) or not len(test):
         raise UserError(f"{root}: the train split has {len(train)} and the test split {len(test)} images; "
                         f"both are needed")
@@ -58,7 +62,7 @@ def run(params: Params, name: str, model_dir: Path, metrics_path: Path) -> dict:
     if name not in BASELINES:
         raise UserError(f"unknown baseline '{name}' (known: {', '.join(BASELINES)})")
     method = BASELINES[name]
-    train, test = splits(Path(params.detect.dataset))
+    train, test = splits(Path(params.detect.dataset), params.crossgen.unseen)
     model_dir = records.fresh_dir(model_dir)
     scores, extra = method.fit_and_score(params, train, test, model_dir)
     result = {"baseline": name, "dataset": params.detect.dataset, "train_images": len(train),

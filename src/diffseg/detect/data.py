@@ -35,6 +35,15 @@ def touched_by(generators: Collection[str]) -> Callable[[pd.DataFrame], pd.Serie
                       .apply(lambda gens: not wanted.isdisjoint(gens)).astype(bool))
 
 
+def seen_only(unseen: Collection[str]) -> Callable[[pd.DataFrame], pd.Series] | None:
+    """Manifest filter for ``evaluate``, ``robustness`` and the baselines: images no ``crossgen.unseen``
+    generator touched (those are scored by their ``crossgen`` stage only); None keeps every image."""
+    if not unseen:
+        return None
+    touched = touched_by(unseen)
+    return lambda m: ~touched(m)
+
+
 def ignored_label(ignore_index: int | None) -> int | None:
     """The label value to ignore from the ``detect.ignore_index`` param: None when nothing is ignored."""
     return None if ignore_index is None or ignore_index == NO_IGNORE else int(ignore_index)

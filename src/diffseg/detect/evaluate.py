@@ -23,6 +23,7 @@ import pandas as pd
 
 from diffseg import records
 from diffseg.detect import breakdowns, scoring, zoo
+from diffseg.detect.data import seen_only
 from diffseg.errors import UserError
 from diffseg.params import Params
 from diffseg.runtime import pick_device
@@ -84,9 +85,10 @@ def run(params: Params, name: str, metrics_path: Path, confusion_path: Path,
     predictions_dir = records.fresh_dir(predictions_dir or Path("data/predictions") / name)
     batch = params.detect.batch_size
 
-    val = scoring.FullSizeSet(root, ["val"])
+    keep = seen_only(params.crossgen.unseen)
+    val = scoring.FullSizeSet(root, ["val"], keep=keep)
     threshold = scoring.pooled_best_threshold(scoring.score_set(model, val, size, device, batch, task))
-    test = scoring.FullSizeSet(root, ["test"])
+    test = scoring.FullSizeSet(root, ["test"], keep=keep)
     stats = scoring.score_set(model, test, size, device, batch, task,
                               on_prediction=prediction_writer(predictions_dir, task))
     seed = keyed_seed(params.seed, "evaluate", name)

@@ -22,13 +22,14 @@ bootstrap (evaluate's seed), so the intervals of two levels are paired and the c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 import torch
 
 from diffseg import records
 from diffseg.detect import scoring, zoo
+from diffseg.detect.data import seen_only
 from diffseg.detect.distortions import KINDS, Distortion, distortion, level_key, ordered_levels
 from diffseg.errors import UserError
 from diffseg.params import Params
@@ -38,18 +39,21 @@ from diffseg.seeding import keyed_seed
 METRICS = ("iou_edited", "miou", "detection_auc")  # the keys of M, in file order
 
 
-def distorted_test_split(root: Path, distort: Distortion | None) -> scoring.FullSizeSet:
-    """The test split at full size: each image passed through ``distort``, its label map as stored."""
-    return scoring.FullSizeSet(root, ["test"], distort=distort)
+def distorted_test_split(root: Path, distort: Distortion | None, unseen: Collection[str] = ()) -> scoring.FullSizeSet:
+    """The test split at full size, less the images ``unseen`` generators touched (:func:`seen_only`): each
+    image passed through ``distort``, its label map as stored."""
+    return scoring.FullSizeSet(root, ["test"], keep=seen_only(unseen), distort=distort)
 
 
 def score(model: torch.nn.Module, root: Path, task: str, distort: Distortion | None, image_size: int, device: str,
-          batch_size: int, on_prediction: Callable[[str, np.ndarray], None] | None = None) -> list[scoring.ImageStats]:
-    """Per-image statistics of ``model`` on the (distorted) test split, its probabilities resized from the
-    working size to each *label's* size (:func:`diffseg.detect.scoring.score_set` sizes them by the truth),
-    so a resized image is still scored on every pixel of its original label."""
-    return scoring.score_set(model, distorted_test_split(root, distort), image_size, device, batch_size, task,
-                             on_prediction=on_prediction)
+          batch_size: int, on_prediction: Callable[[str, np.ndarray], None] | None = None,
+          unseen: Collection[str] = ()) -> list[scoring.ImageStats]:
+    """Per-image statistics of ``model`` on the (distorted) test split (less ``unseen`` generators' images),
+    its probabilities resized from the working size to each *label's* size
+    (:func:`diffseg.detect.scoring.score_set` sizes them by the truth), so a resized image is still scored
+    on every pixel of its original label."""
+    return scoring.score_set(model, distorted_test_split(root, distort, unseen), image_size, device, batch_size,
+                             task, on_prediction=on_prediction)
 
 
 def level_metrics(stats: list[scoring.ImageStats], classes: list[str], task: str, n_boot: int, seed: int) -> dict:
@@ -79,7 +83,8 @@ def run(params: Params, name: str, metrics_path: Path, plots_dir: Path) -> dict:
     seed = keyed_seed(params.seed, "evaluate", name)
 
     def measure(distort: Distortion | None) -> dict:
-        stats = score(model, root, task, distort, int(config["image_size"]), device, params.detect.batch_size)
+        stats = score(model, root, task, distort, int(config["image_size"]), device, params.detect.batch_size,
+                      unseen=params.crossgen.unseen)
         return level_metrics(stats, classes, task, scoring.N_BOOT, seed)
 
     result: dict[str, Any] = {"detector": name, "task": task, "clean": measure(None)}

@@ -1,4 +1,4 @@
-"""The detector zoo: FCN-8s (VGG-16, as in the paper) and every segmentation-models-pytorch model.
+"""The detector zoo: FCN-8s (on VGG-16, as Long et al. define it) and every segmentation-models-pytorch model.
 
 A detector is named in params by ``arch`` and ``encoder``: ``fcn8s`` builds :class:`FCN8s` (encoder
 ``vgg16``, or ``vgg16_bn`` with BatchNorm); any other ``arch`` is passed to ``smp.create_model``

@@ -37,7 +37,8 @@ class _UNetInpaint(DiffusersFamily):
 
 
 class SD2(_UNetInpaint):
-    """Stable Diffusion 2 inpainting (stabilityai/stable-diffusion-2-inpainting)."""
+    """Stable Diffusion 2 inpainting: sd2-community/stable-diffusion-2-inpainting, the copy of the checkpoint
+    Stability AI removed from the hub."""
 
     name = "sd2"
     pipeline = "StableDiffusionInpaintPipeline"

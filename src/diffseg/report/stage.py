@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffseg import records
-from diffseg.notices import OFFLINE_WARNING
+from diffseg.notices import OFFLINE_WARNING, offline_run
 from diffseg.params import Params
 from diffseg.report import figures, tables
 
@@ -61,7 +61,7 @@ def run(params: Params, out_path: Path, figures_dir: Path) -> str:
     data = records.StateDir(params.detect.dataset)
     classes = records.read_json(data.root / "classes.json")
     draw_figures(data, classes, evals, robust, figures_dir)
-    offline = params.source.kind == "offline"
+    offline = offline_run(params)
     text = f"""# Benchmark report
 
 {OFFLINE_WARNING if offline else ""}
