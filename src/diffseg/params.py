@@ -24,6 +24,7 @@ ACTIONS = ("add", "remove", "change")
 # Every device and dtype field accepts exactly these; indexed devices (cuda:1) are not supported.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+RETRY_INFIX = "_retry"  # t2_retry1: the first retry round of turn t2
 _NAME = r"[a-z0-9][a-z0-9_.-]*"  # generator and class names: they become file names and classes.json entries
 
 
@@ -116,6 +117,9 @@ class Source:
 @dataclass
 class Turn:
     prev: str = MISSING  # the folder holding the state this turn starts from
+    # A retry round (entry t<k>_retry<n>): names the turn t<k> it retries. It re-plans and re-edits only the images
+    # whose last attempt in t<k> was rejected or failed; None: an ordinary turn (docs/planning.md, retry rounds).
+    retry: Optional[str] = None
 
 
 @dataclass
@@ -639,7 +643,28 @@ class Params:
 
     @property
     def turn_names(self) -> list[str]:
+        """Every entry of ``turns`` (turns and retry rounds): the keys of the per-turn stages."""
         return list(self.turns)
+
+    @property
+    def base_turns(self) -> list[str]:
+        """The turns proper, t1, t2, ... (retry rounds left out)."""
+        return [name for name, entry in self.turns.items() if entry.retry is None]
+
+    @property
+    def retries(self) -> bool:
+        """Whether any turn has retry rounds (then the history records each edit's attempt number)."""
+        return any(entry.retry is not None for entry in self.turns.values())
+
+    def turn_of(self, name: str) -> tuple[str, int, int]:
+        """(turn, 1-based turn index, attempt) of a ``turns`` entry: ``t2_retry1`` is attempt 2 of t2, index 2."""
+        turn = self.turns[name].retry or name
+        attempt = 1 + int(name.rsplit(RETRY_INFIX, 1)[1]) if self.turns[name].retry else 1
+        return turn, self.base_turns.index(turn) + 1, attempt
+
+    def max_attempts(self, turn: str) -> int:
+        """How many attempts ``turn`` gets: 1 plus its retry rounds."""
+        return 1 + sum(entry.retry == turn for entry in self.turns.values())
 
     def generator(self, name: str) -> Generator:
         for gen in self.edit.generators:
@@ -680,7 +705,7 @@ class Params:
         self.twins.check("twins")
         _within(self.max_item_failure, 0, 1, "max_item_failure")
         self._check_turns()
-        self.propose.check("propose", n_turns=len(self.turns))
+        self.propose.check("propose", n_turns=len(self.base_turns))
         self.edit.check("edit")
         self.filter.check("filter")
         self.assemble.check("assemble")
@@ -691,12 +716,26 @@ class Params:
         self.official.check("official")
 
     def _check_turns(self) -> None:
-        # dvc.yaml's foreach chains turn t to the folder of turn t-1, so names and folders are fixed.
+        # dvc.yaml's foreach chains each entry to the folder of the entry before it, so names and folders are fixed:
+        # t1, its retry rounds t1_retry1, t1_retry2, ..., then t2, and so on.
         names = list(self.turns)
         _require(len(names) >= 1, "turns", "at least one turn is needed")
-        for i, name in enumerate(names, start=1):
-            _require(name == f"t{i}", f"turns.{name}", f"turns must be named t1, t2, ... in order (expected t{i})")
-            expected_prev = "data/source" if i == 1 else f"data/turns/t{i - 1}/state"
+        base, rounds = 0, 0
+        for pos, name in enumerate(names):
+            retry = self.turns[name].retry
+            if retry is None:
+                base, rounds = base + 1, 0
+                _require(name == f"t{base}", f"turns.{name}",
+                         f"turns must be named t1, t2, ... in order, each followed by its retry rounds (expected "
+                         f"t{base})")
+            else:
+                rounds += 1
+                _require(base >= 1 and retry == f"t{base}", f"turns.{name}.retry",
+                         f"a retry round follows the turn it retries (or that turn's earlier rounds): expected "
+                         f"{f't{base}' if base else 'a turn before it'}, got {retry!r}")
+                _require(name == f"t{base}{RETRY_INFIX}{rounds}", f"turns.{name}",
+                         f"retry round {rounds} of t{base} must be named 't{base}{RETRY_INFIX}{rounds}'")
+            expected_prev = "data/source" if pos == 0 else f"data/turns/{names[pos - 1]}/state"
             _require(self.turns[name].prev == expected_prev, f"turns.{name}.prev",
                      f"must be {expected_prev!r}, got {self.turns[name].prev!r}")
         _require(self.final_state == f"data/turns/{names[-1]}/state", "final_state",

@@ -6,7 +6,8 @@ Output (``data/dataset``):
 * ``labels/<id>.png`` uint8 class ids (0 authentic, k = k-th generator of ``classes.json``);
 * ``turnmasks/<id>.png`` bit t-1 set where turn t edited;
 * ``classes.json``, ``manifest.parquet`` (one row per image: split, source, edit counts),
-  ``metadata.parquet`` (one row per image and turn: the full provenance), ``stats.json``,
+  ``metadata.parquet`` (one row per image and turn, or per image, turn and attempt with retry rounds: the full
+  provenance), ``stats.json``,
   ``README.md`` (the dataset card) and ``figures/samples.png``.
 """
 from __future__ import annotations
@@ -74,14 +75,20 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
 
     images = pd.DataFrame(rows).sort_values("image_id").reset_index(drop=True)
     metadata = history.merge(images[["image_id", "split", *_SOURCE_FIELDS[1:]]], on="image_id", how="inner")
-    metadata = metadata.sort_values(["image_id", "turn_index"]).reset_index(drop=True)
+    # Attempts in order, so a turn's accepted attempt (always its last) is the turn's last row.
+    order = ["image_id", "turn_index", "attempt"] if "attempt" in metadata.columns else ["image_id", "turn_index"]
+    metadata = metadata.sort_values(order).reset_index(drop=True)
     records.write_table(out.root / records.MANIFEST, images)
     records.write_table(out.root / "metadata.parquet", metadata)
     records.write_json(out.root / "classes.json", classes)
 
     stats = statistics(images, metadata, source.manifest(), classes, out)
+    metric = {k: stats[k] for k in _METRIC_KEYS}
+    if "attempt" in metadata.columns:  # retry rounds: what they reached (absent otherwise, so bytes stay)
+        stats["attempts"] = attempt_statistics(images, metadata, {t: params.max_attempts(t) for t in params.base_turns})
+        metric.update({k: stats["attempts"][k] for k in _ATTEMPT_METRIC_KEYS})
     records.write_json(out.root / "stats.json", stats)
-    records.write_json(metrics_path, {"dataset": {k: stats[k] for k in _METRIC_KEYS}})
+    records.write_json(metrics_path, {"dataset": metric})
     records.write_bytes(out.root / "README.md", card.render(params, stats).encode())
     figure.sample_grid(out, images, classes, params.assemble.n_figure, out.root / "figures" / "samples.png")
     print(f"assemble: {stats['n_images']} images ({stats['splits']}), turns {stats['turn_counts']}, "
@@ -91,6 +98,34 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
 
 _SOURCE_FIELDS = ["image_id", "source_id", "origin", "url", "license", "width", "height"]
 _METRIC_KEYS = ["n_images", "n_edited_images", "n_edits", "acceptance_rate", "edited_pixel_fraction"]
+_ATTEMPT_METRIC_KEYS = ["rejection_rate", "edited_share", "edited_share_of_target"]
+
+
+def attempt_statistics(images: pd.DataFrame, metadata: pd.DataFrame, max_attempts: dict[str, int]) -> dict:
+    """What the retry rounds reached: the target is every image planned to get an edit (``planned_turns`` >= 1,
+    drawn from ``propose.turn_weights``) and every planned (image, turn) edit."""
+    planned = metadata[metadata["turn_index"] <= metadata["planned_turns"]]
+    edits = planned[planned["action"] != "none"]
+    accepted = planned[planned["decision"] == "accepted"]
+    n_planned_edits = len(planned.drop_duplicates(["image_id", "turn_index"]))
+    target = int(planned["image_id"].nunique())
+    edited = int((images["n_edits"] > 0).sum())
+    by_attempt = accepted["attempt"].value_counts()
+    return {
+        "max_attempts": max_attempts,
+        "n_attempts": int(len(planned)),  # planned or not (no feasible plan): every attempt made
+        "n_edit_attempts": int(len(edits)),
+        "rejection_rate": round(float((edits["decision"] == "rejected").sum() / max(len(edits), 1)), 4),
+        "accepted_by_attempt": {str(a): int(by_attempt.get(a, 0)) for a in range(1, max(max_attempts.values()) + 1)},
+        "n_planned_edits": n_planned_edits,
+        "n_accepted_edits": int(len(accepted)),
+        "accepted_share_of_planned_edits": round(len(accepted) / max(n_planned_edits, 1), 4),
+        "n_target_images": target,
+        "n_edited_images": edited,
+        "target_share": round(target / max(len(images), 1), 4),
+        "edited_share": round(edited / max(len(images), 1), 4),
+        "edited_share_of_target": round(edited / max(target, 1), 4),
+    }
 
 
 def statistics(images: pd.DataFrame, metadata: pd.DataFrame, source_manifest: pd.DataFrame,

@@ -26,10 +26,30 @@ def _checkpoint(gen: Generator) -> str:
     return f"`{gen.model}` + LoRA {weights} x {lora.scale}" + (f" at {lora.revision}" if lora.revision else "")
 
 
+def _attempts(stats: dict) -> str:
+    """The retry rounds' section, or '' when the run had none."""
+    a = stats.get("attempts")
+    if a is None:
+        return ""
+    return f"""
+## Retries
+A rejected or failed edit was planned again (new seed, another target or action where one was left) and
+retried (attempts per turn at most: {', '.join(f'{t} {n}' for t, n in a['max_attempts'].items())}); every attempt is a
+row of `metadata.parquet` (`attempt`, `decision`, `reason`).
+- edit attempts: {a['n_edit_attempts']}, rejection rate {a['rejection_rate']}; accepted edits by attempt:
+  {a['accepted_by_attempt']}
+- planned edits accepted: {a['n_accepted_edits']} of {a['n_planned_edits']} ({a['accepted_share_of_planned_edits']})
+- edited images: {a['n_edited_images']} ({a['edited_share']} of all images) against a target of
+  {a['n_target_images']} ({a['target_share']}, every image planned to get an edit): {a['edited_share_of_target']}
+  of the target
+"""
+
+
 def render(params: Params, stats: dict) -> str:
     gens = "\n".join(f"| {k} | `{g.name}` | {g.family} | {_checkpoint(g)} | {g.revision or '-'} | {g.steps} | "
                      f"{g.guidance} | {g.resolution} |" for k, g in enumerate(params.edit.generators, start=1))
     offline = offline_run(params)
+    per_attempt = " (and attempt: retry rounds add a row per attempt)" if "attempts" in stats else ""
     return f"""# diffseg dataset
 
 Localized, multi-turn diffusion edits with per-pixel labels of which generator edited which pixel.
@@ -42,7 +62,7 @@ Localized, multi-turn diffusion edits with per-pixel labels of which generator e
 - `turnmasks/<id>.png`: uint8; bit t-1 set where turn t edited.
 - `classes.json`: `{json.dumps(params.classes)}`.
 - `manifest.parquet`: one row per image (split, source id, origin, url, licence, number of edits).
-- `metadata.parquet`: one row per image and turn: action, target, prompt, negative prompt, generator,
+- `metadata.parquet`: one row per image and turn{per_attempt}: action, target, prompt, negative prompt, generator,
   checkpoint and revision, sampler settings, seed, mask area, filter scores, decision and reason.
 - `stats.json`, `figures/samples.png`.
 
@@ -59,7 +79,7 @@ Localized, multi-turn diffusion edits with per-pixel labels of which generator e
 - edits per generator: {stats['edits_per_generator']}
 - edited pixel fraction: {stats['edited_pixel_fraction']}
 - source images skipped: {stats['source_skipped'] or 'none'}
-
+{_attempts(stats)}
 ## Licence
 {LICENCES[params.source.kind]}
 

@@ -71,4 +71,5 @@ class Journal:
         return records.read_json(self._batch(index))["rows"]
 
     def remove(self) -> None:
-        shutil.rmtree(self.root)
+        if self.root.is_dir():  # a run with nothing to edit (e.g. a retry round with nothing to retry) wrote none
+            shutil.rmtree(self.root)

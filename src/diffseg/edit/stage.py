@@ -12,6 +12,7 @@ run was interrupted.
 
 Output (``data/turns/<turn>/edit``): ``images/``, ``labels/``, ``turnmasks/`` of edited items and
 ``manifest.parquet`` (one row per planned edit; ``failed`` rows carry the reason, e.g. NaN output).
+A retry round (``t<k>_retry<n>``) runs the same way on its plan, whose only ``ok`` rows are the edits it retries.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def check_generators(params: Params, names: set[str]) -> list[families.Family]:
 
 def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     executor = executors.create(params.edit, f"edit@{turn}")  # a bad cluster address stops here, before work
-    turn_index = params.turn_names.index(turn) + 1
+    _, turn_index, _ = params.turn_of(turn)  # a retry round edits turn t<k>'s bit, as its first attempt would
     prev = records.StateDir(params.turns[turn].prev)
     plan = records.PlanDir(records.turn_dir(turn, "plan"))
     todo = plan.manifest()

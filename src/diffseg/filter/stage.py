@@ -8,6 +8,10 @@ accepted edits: a removed instance is dropped, an added object becomes a new ins
 With ``filter.judge: vlm`` the edits that pass the heuristics are then scored by Qwen2.5-VL
 (:mod:`judge`): its scores, raw answers and reason join the history row, and every answer is kept in
 ``judge_transcript.jsonl`` (replayable with ``filter.vlm.backend: replay``).
+
+A retry round (``t<k>_retry<n>``) decides only the images its plan retries (``attempt`` > 0) and copies every
+other image of the previous state byte for byte, adding no history row for it. With retry rounds in params,
+every history row records its ``attempt`` and the image's ``planned_turns`` (the edits it was planned to get).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from diffseg.params import Params
 from diffseg.vlm import backends
 
 ACCEPTED, REJECTED, NO_EDIT = "accepted", "rejected", "none"
+NOT_RETRIED = 0  # a retry round's plan gives this attempt to the images it passes through (as propose/retry.py)
 
 
 def added_ann_id(coco_id: int, turn_index: int) -> int:
@@ -32,7 +37,7 @@ def added_ann_id(coco_id: int, turn_index: int) -> int:
 
 
 def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
-    turn_index = params.turn_names.index(turn) + 1
+    _, turn_index, attempt = params.turn_of(turn)
     prev = records.StateDir(params.turns[turn].prev)
     plan = records.PlanDir(records.turn_dir(turn, "plan"))
     edit = records.StateDir(records.turn_dir(turn, "edit"))
@@ -48,10 +53,14 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     history, decided, source_of, to_judge = [], {}, {}, []
     for image_id in tqdm(prev.ok_ids(), desc=f"filter@{turn}", unit="img"):
         p = plans.loc[image_id]
+        source_of[image_id] = prev
+        if attempt > 1 and p["attempt"] == NOT_RETRIED:
+            continue
         row = {"image_id": image_id, **{k: p[k] for k in _PLAN_FIELDS}, **_generator_fields(params, p["generator"]),
                "mask_area": float(p["mask_area"]), "change_in_mask": 0.0, "brightness_in_mask": 0.0,
                "changed_outside_mask": 0.0}
-        source_of[image_id] = prev
+        if params.retries:  # only then: a run without retry rounds keeps its history's columns
+            row.update(attempt=attempt, planned_turns=int(p["planned_turns"]))
         if p["status"] != records.OK:
             row.update(decision=NO_EDIT, reason=p["reason"])
         elif image_id not in edits.index or edits.loc[image_id, "status"] != records.OK:
@@ -80,19 +89,21 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
             if verdict:
                 row.update(decision=ACCEPTED if verdict["accepted"] else REJECTED, reason=verdict["reason"])
                 source_of[image_id] = edit if verdict["accepted"] else prev
-    for image_id in decided:
-        _copy_item(source_of[image_id], out, image_id)
+    for image_id, source in source_of.items():
+        _copy_item(source, out, image_id)
 
     records.write_json(out.root / records.ANNOTATIONS, _updated_annotations(coco, plans, decided, plan, turn_index))
     new_history = pd.DataFrame(history)
-    records.write_table(out.root / records.HISTORY, pd.concat([prev.history(), new_history], ignore_index=True))
+    # A retry round with nothing to retry keeps the history as it was.
+    records.write_table(out.root / records.HISTORY, pd.concat([prev.history(), new_history], ignore_index=True)
+                        if len(new_history) else prev.history())
     manifest = prev.manifest()
     manifest = manifest[manifest["status"] == records.OK].reset_index(drop=True)
-    accepted_now = manifest["image_id"].map(lambda i: decided[i]["decision"] == ACCEPTED)
+    accepted_now = manifest["image_id"].map(lambda i: i in decided and decided[i]["decision"] == ACCEPTED)
     manifest["n_edits"] = manifest.get("n_edits", 0) + accepted_now.astype(int)
     records.write_table(out.root / records.MANIFEST, manifest)
-    counts = new_history["decision"].value_counts().to_dict()
-    print(f"filter@{turn}: {counts}")
+    counts = new_history["decision"].value_counts().to_dict() if len(new_history) else {}
+    print(f"filter@{turn}: {counts}" + (f", {len(source_of) - len(decided)} passed through" if attempt > 1 else ""))
     return new_history
 
 

@@ -38,14 +38,25 @@ def planned_turns(params: Params, image_id: str) -> int:
     return int(keyed_rng(params.seed, "turns", image_id).choice(len(w), p=w / w.sum()))
 
 
+def attempt_key(turn_index: int, attempt: int) -> tuple:
+    """The key part of an edit's draws: the turn, and for a retry its attempt (attempt 1 keeps the plain turn key,
+    so a run without retry rounds draws what it always drew)."""
+    return (turn_index,) if attempt == 1 else (turn_index, f"attempt{attempt}")
+
+
 def plan_image(params: Params, image_id: str, turn_index: int, shape: tuple[int, int],
-               instances: list[dict], categories: dict[int, str], caption: str) -> Plan:
-    """The plan of turn ``turn_index`` (1-based) for one image of ``shape`` (height, width)."""
+               instances: list[dict], categories: dict[int, str], caption: str, attempt: int = 1,
+               avoid: frozenset[int] = frozenset()) -> Plan:
+    """The plan of turn ``turn_index`` (1-based) for one image of ``shape`` (height, width).
+
+    ``attempt`` > 1 is a retry round's new attempt: its own keyed draws, and instances of ``avoid`` (targets of
+    the turn's earlier attempts) are not targeted again while another one fits.
+    """
     budget = planned_turns(params, image_id)
     if turn_index > budget:
         return Plan(reason=f"image gets {budget} edit(s)")
     cfg = params.propose
-    rng = keyed_rng(params.seed, "propose", image_id, turn_index)
+    rng = keyed_rng(params.seed, "propose", image_id, *attempt_key(turn_index, attempt))
     n_pixels = shape[0] * shape[1]
 
     candidates = []
@@ -53,6 +64,8 @@ def plan_image(params: Params, image_id: str, turn_index: int, shape: tuple[int,
         mask = masks.dilate(masks.rle_decode(ann["segmentation"]), cfg.mask_dilation)
         if cfg.min_area <= mask.sum() / n_pixels <= cfg.max_area:
             candidates.append((ann, mask))
+    untried = [c for c in candidates if int(c[0]["id"]) not in avoid]
+    candidates = untried or candidates
     feasible = {a: w for a, w in cfg.action_weights.items() if w > 0 and (a == "add" or candidates)}
     if not feasible:
         return Plan(reason="no instance within the mask-area bounds and add is disabled")
@@ -82,7 +95,7 @@ def plan_image(params: Params, image_id: str, turn_index: int, shape: tuple[int,
 
     return finish_plan(params, rng, image_id, turn_index, action, mask, {
         "target": category, "category_id": cat_id, "ann_id": ann_id, "attribute": attribute,
-        "prompt": prompt, "negative_prompt": negative})
+        "prompt": prompt, "negative_prompt": negative}, attempt)
 
 
 def area_problem(mask: np.ndarray, cfg) -> str:
@@ -94,18 +107,18 @@ def area_problem(mask: np.ndarray, cfg) -> str:
 
 
 def finish_plan(params: Params, rng: np.random.Generator, image_id: str, turn_index: int, action: str,
-                mask: np.ndarray, fields: dict) -> Plan:
+                mask: np.ndarray, fields: dict, attempt: int = 1) -> Plan:
     """What every planner does once it has an action, a mask and prompts: the area bounds, then a generator
-    drawn from ``rng`` and the edit's keyed seed. ``fields`` holds target, category_id, ann_id, attribute,
-    prompt and negative_prompt."""
+    drawn from ``rng`` and the edit's keyed seed (a new one per attempt). ``fields`` holds target, category_id,
+    ann_id, attribute, prompt and negative_prompt."""
     problem = area_problem(mask, params.propose)
     if problem:
         return Plan(reason=problem)
     generators = params.edit.generators
     generator = generators[rng.integers(len(generators))].name
+    seed = keyed_seed(params.seed, "edit", image_id, *attempt_key(turn_index, attempt)) % (1 << 32)
     return Plan(action=action, mask=mask, fields={
-        **fields, "generator": generator, "seed": keyed_seed(params.seed, "edit", image_id, turn_index) % (1 << 32),
-        "mask_area": float(mask.sum() / mask.size)})
+        **fields, "generator": generator, "seed": seed, "mask_area": float(mask.sum() / mask.size)})
 
 
 def free_region(rng: np.random.Generator, shape: tuple[int, int], instances: list[dict],

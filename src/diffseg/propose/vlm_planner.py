@@ -22,9 +22,9 @@ from PIL import Image
 
 from diffseg import masks, records
 from diffseg.params import Params
-from diffseg.propose import grounding, templates
+from diffseg.propose import grounding, retry, templates
 from diffseg.vlm import answers, backends
-from diffseg.propose.annotations import Plan, finish_plan, free_region, plan_image, planned_turns
+from diffseg.propose.annotations import Plan, attempt_key, finish_plan, free_region, plan_image, planned_turns
 from diffseg.seeding import keyed_rng
 
 PLAN_PROMPT = """You are planning one local edit of this photo for an image-forensics dataset: a diffusion \
@@ -57,6 +57,7 @@ class Item:
     instances: list[dict]  # annotations of the state, each with its category 'name'
     caption: str
     history: list[dict]  # the image's earlier rows of history.parquet
+    tried: list[dict] = field(default_factory=list)  # a retry round: this turn's earlier attempts (history rows)
     shown: tuple[int, int] = (0, 0)  # (width, height) of the image the model sees
     exchange: backends.Exchange | None = None
     queue: list[answers.Candidate] = field(default_factory=list)  # valid candidates not tried yet
@@ -86,8 +87,10 @@ def plan_request(item: Item, params: Params, turn: str) -> backends.Request:
     return backends.Request("plan", item.image_id, turn, messages, [shown])
 
 
-def plan_batch(params: Params, turn: str, turn_index: int, items: list[Item], backend, segmenter) -> None:
-    """Fill ``item.result`` or ``item.failures`` of every item (one batch of images)."""
+def plan_batch(params: Params, turn: str, turn_index: int, items: list[Item], backend, segmenter,
+               attempt: int = 1) -> None:
+    """Fill ``item.result`` or ``item.failures`` of every item (one batch of images). ``turn`` is the stage's
+    ``turns`` entry (a retry round's own name, so its answers replay apart); ``attempt`` > 1 a retry's attempt."""
     cfg = params.propose
     actions = {a for a, w in cfg.action_weights.items() if w > 0}
     by_id = {item.image_id: item for item in items}
@@ -100,7 +103,9 @@ def plan_batch(params: Params, turn: str, turn_index: int, items: list[Item], ba
     for item, exchange in zip(items, backends.ask(backend, requests, parse)):
         item.exchange = exchange
         candidates, problems = exchange.parsed or ([], [])
-        item.queue = list(candidates)
+        # A retry tries the candidates its earlier attempts of the turn did not first: the plan's next candidate.
+        tried = retry.tried_targets(item.tried)
+        item.queue = sorted(candidates, key=lambda c: (c.action, c.target) in tried)
         if exchange.ok:  # refused earlier attempts and refused candidates stay on record
             item.failures = [f"answer {i + 1}: {'; '.join(p[:4])}" for i, p in enumerate(exchange.problems[:-1])]
             item.failures += problems
@@ -116,10 +121,11 @@ def plan_batch(params: Params, turn: str, turn_index: int, items: list[Item], ba
         found = iter(segmenter.segment(jobs) if jobs else [])
         for item, candidate in trying:
             segment = next(found) if candidate.action != "add" else None
-            _try(params, turn_index, item, candidate, segment)
+            _try(params, turn_index, item, candidate, segment, attempt)
 
 
-def _try(params: Params, turn_index: int, item: Item, c: answers.Candidate, segment: grounding.Segment | None) -> None:
+def _try(params: Params, turn_index: int, item: Item, c: answers.Candidate, segment: grounding.Segment | None,
+         attempt: int) -> None:
     cfg = params.propose
     tag = f"candidate {c.index + 1} ({c.action} '{c.target}')"
     height, width = item.image.shape[:2]
@@ -131,7 +137,7 @@ def _try(params: Params, turn_index: int, item: Item, c: answers.Candidate, segm
             mask = masks.ellipse((height, width), (c.box[0] * scale[0], c.box[1] * scale[1], c.box[2] * scale[0],
                                                    c.box[3] * scale[1]))
         else:
-            rng = keyed_rng(params.seed, "propose-vlm-add", item.image_id, turn_index, c.index)
+            rng = keyed_rng(params.seed, "propose-vlm-add", item.image_id, *attempt_key(turn_index, attempt), c.index)
             mask = free_region(rng, (height, width), item.instances, cfg.add_size)
             if mask is None:
                 item.failures.append(f"{tag}: no free region for an added object")
@@ -152,10 +158,10 @@ def _try(params: Params, turn_index: int, item: Item, c: answers.Candidate, segm
             extra.update(annotation_iou=best_iou, iou_ann_id=best_id)
             ann_id = best_id if best_iou >= cfg.grounding.match_iou else -1
         mask = grounding.refine(segment.mask, cfg.grounding, cfg.mask_dilation)
-    plan = finish_plan(params, keyed_rng(params.seed, "propose-vlm", item.image_id, turn_index), item.image_id,
-                       turn_index, c.action, mask, {"target": c.target, "category_id": category_id,
-                                                    "ann_id": ann_id, "attribute": "", "prompt": c.prompt,
-                                                    "negative_prompt": c.negative_prompt})
+    rng = keyed_rng(params.seed, "propose-vlm", item.image_id, *attempt_key(turn_index, attempt))
+    plan = finish_plan(params, rng, item.image_id, turn_index, c.action, mask,
+                       {"target": c.target, "category_id": category_id, "ann_id": ann_id, "attribute": "",
+                        "prompt": c.prompt, "negative_prompt": c.negative_prompt}, attempt)
     if plan.action == "none":
         item.failures.append(f"{tag}: {plan.reason}")
         return
@@ -179,7 +185,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def row_of(params: Params, turn_index: int, item: Item, shape: tuple[int, int], categories: dict[int, str],
-           instances: list[dict]) -> tuple[Plan, dict]:
+           instances: list[dict], attempt: int = 1) -> tuple[Plan, dict]:
     """The item's plan and its row fields: the VLM's, the fallback's, or a failure with its reason."""
     exchange = item.exchange
     audit = {**NO_VLM, "vlm_attempts": len(exchange.answers), "vlm_answer": exchange.raw,
@@ -189,7 +195,8 @@ def row_of(params: Params, turn_index: int, item: Item, shape: tuple[int, int], 
         return plan, {**audit, **extra, "planner": "vlm", "status": records.OK, "reason": ""}
     why = "; ".join(item.failures) or "no candidate"
     if params.propose.vlm.fallback == "annotations":
-        plan = plan_image(params, item.image_id, turn_index, shape, instances, categories, item.caption)
+        plan = plan_image(params, item.image_id, turn_index, shape, instances, categories, item.caption, attempt,
+                          frozenset(retry.tried_instances(item.tried)))
         reason = f"vlm: {why}; planned by the annotations planner (propose.vlm.fallback)"
         status = records.OK if plan.action != "none" else records.SKIPPED
         return plan, {**audit, "planner": "annotations", "status": status,
