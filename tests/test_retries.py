@@ -257,3 +257,45 @@ def test_retry_rounds_reach_more_edited_images_and_keep_every_attempt(tmp_path):
 
 def metrics_of(root: Path) -> dict:
     return records.read_json(root / "metrics" / "dataset.json")["dataset"]
+
+
+def test_attempt_statistics_by_hand():
+    # Image a: planned 1 edit, rejected then accepted in attempt 2. Image b: planned 2 edits; t1 accepted at once,
+    # t2 rejected three times (once as a failed edit), then no plan. Image c: planned none.
+    rows = [("a", 1, 1, 1, "add", "rejected"), ("a", 1, 2, 1, "remove", "accepted"),
+            ("a", 2, 1, 1, "none", "none"),
+            ("b", 1, 1, 2, "change", "accepted"),
+            ("b", 2, 1, 2, "add", "rejected"), ("b", 2, 2, 2, "add", "rejected"), ("b", 2, 3, 2, "none", "none"),
+            ("c", 1, 1, 0, "none", "none"), ("c", 2, 1, 0, "none", "none")]
+    meta = pd.DataFrame(rows, columns=["image_id", "turn_index", "attempt", "planned_turns", "action", "decision"])
+    images = pd.DataFrame({"image_id": ["a", "b", "c"], "n_edits": [1, 1, 0]})
+    assert assemble.attempt_statistics(images, meta, {"t1": 3, "t2": 3}) == {
+        "max_attempts": {"t1": 3, "t2": 3}, "n_attempts": 6, "n_edit_attempts": 5, "rejection_rate": 0.6,
+        "accepted_by_attempt": {"1": 1, "2": 1, "3": 0}, "n_planned_edits": 3, "n_accepted_edits": 2,
+        "accepted_share_of_planned_edits": 0.6667, "n_target_images": 2, "n_edited_images": 2,
+        "target_share": 0.6667, "edited_share": 0.6667, "edited_share_of_target": 1.0}
+
+
+def test_a_vlm_retry_round_tries_the_next_candidate(workdir):
+    from vlm_fixture import build_scene, candidate, plan_answer, write_replay
+
+    ids = build_scene(workdir, 2)
+    turns = {"t1": {"prev": "data/source"}, "t1_retry1": {"prev": "data/turns/t1/state", "retry": "t1"}}
+    answer = plan_answer(candidate("remove", "the cup"), candidate("change", "the cup"))
+    replay = write_replay(workdir / "answers.jsonl", {("plan", i, 0): answer for i in ids}, turn="t1_retry1")
+    p = _load(workdir, turns, "data/turns/t1_retry1/state", max_item_failure=1.0,
+              propose={"planner": "vlm", "turn_weights": [0.0, 1.0],
+                       "vlm": {"backend": "replay", "replay": str(replay), "fallback": "none"},
+                       "grounding": {"segmenter": "annotations"}})
+    # The state after t1 by hand: the first image's removal was rejected, the second image's accepted.
+    state = records.fresh_dir(records.turn_dir("t1", "state"))
+    shutil.copytree("data/source", state, dirs_exist_ok=True)
+    tried = {"turn": "t1", "turn_index": 1, "attempt": 1, "planned_turns": 1, "action": "remove",
+             "target": "the cup", "ann_id": 1001, "reason": ""}
+    records.write_table(state / records.HISTORY, pd.DataFrame([
+        {"image_id": ids[0], **tried, "decision": "rejected"}, {"image_id": ids[1], **tried, "decision": "accepted"}]))
+
+    plan = propose_stage.run(p, "t1_retry1", records.turn_dir("t1_retry1", "plan")).set_index("image_id")
+    assert list(plan.loc[ids[0], ["turn", "turn_index", "attempt", "status", "action", "target", "vlm_candidate"]]) \
+        == ["t1", 1, 2, "ok", "change", "the cup", 2]  # the removal was tried: the answer's next candidate
+    assert list(plan.loc[ids[1], ["attempt", "status", "reason"]]) == [0, "skipped", "edit accepted in attempt 1"]
