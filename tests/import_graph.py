@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "diffseg"
-STAGES = ("source", "twins", "propose", "edit", "filter", "dataset", "detect", "report")
+STAGES = ("source", "twins", "synthesize", "propose", "edit", "filter", "dataset", "detect", "report")
 # The dispatcher must import every stage; it is neither base layer nor a stage.
 ENTRY_POINT = "diffseg.cli"
 # Modules a stage imports but must not list as a dvc.yaml dep.

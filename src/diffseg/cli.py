@@ -5,6 +5,7 @@ the run before any work, naming the key. DVC runs these from the repository root
 
     diffseg source            # data/source
     diffseg twins             # models/twins
+    diffseg synthesize synthetic  # data/synthetic: data/source with a share of text-to-image base images
     diffseg propose t1        # data/turns/t1/plan, metrics/annotation_quality/t1.json
     diffseg annotation_quality  # metrics/annotation_quality.json and .md (every turn's summary)
     diffseg edit t1           # data/turns/t1/edit
@@ -49,6 +50,14 @@ def _twins(p: params_mod.Params, args) -> None:
 
     stage.run(p.seed, p.twins.families, Path(p.twins.out), clip=p.twins.clip, vlm=p.twins.vlm,
               loras=p.twins.loras)
+
+
+def _synthesize(p: params_mod.Params, args) -> None:
+    from diffseg.synthesize import stage
+
+    if args.key not in p.synthesize:
+        raise UserError(f"synthesize: params 'synthesize' has no entry {args.key!r} (it has {sorted(p.synthesize)})")
+    stage.run(p, args.key, Path("data") / args.key)
 
 
 def _propose(p: params_mod.Params, args) -> None:
@@ -156,8 +165,8 @@ def _info(p: params_mod.Params, args) -> None:
                       "generators": {g.name: g.model for g in p.edit.generators}}, indent=2))
 
 
-COMMANDS = {"source": _source, "twins": _twins, "propose": _propose, "annotation_quality": _annotation_quality,
-            "edit": _edit, "filter": _filter,
+COMMANDS = {"source": _source, "twins": _twins, "synthesize": _synthesize, "propose": _propose,
+            "annotation_quality": _annotation_quality, "edit": _edit, "filter": _filter,
             "assemble": _assemble, "train": _train, "evaluate": _evaluate, "robustness": _robustness,
             "crossgen": _crossgen, "baseline": _baseline, "predict": _predict, "official": _official,
             "report": _report, "info": _info}
@@ -206,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("turn", help="turn name from params 'turns' (t1, t2, ...)")
         if name in PER_DETECTOR:
             cmd.add_argument("name", help="detector name from params 'detect.detectors'")
+        if name == "synthesize":
+            cmd.add_argument("key", help="the entry of params 'synthesize' (synthetic)")
         if name == "crossgen":
             cmd.add_argument("name", help="held-out generator from params 'crossgen.held_out'")
         if name == "baseline":

@@ -1,4 +1,5 @@
-"""Decoding any image into 8-bit RGB: shared by ``source``, the official-release loader and ``predict``."""
+"""Decoding any image into 8-bit RGB and fitting it to the size bounds: shared by ``source``, ``synthesize``, the
+official-release loader and ``predict``."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,3 +30,16 @@ def to_rgb(img: Image.Image) -> tuple[np.ndarray, str]:
         backdrop = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(backdrop, rgba).convert("RGB")), f"converted from {mode}"
     return np.asarray(img.convert("RGB"), dtype=np.uint8), f"converted from {mode}"
+
+
+def fit_sides(pixels: np.ndarray, note: str, *, min_side: int, max_side: int) -> tuple[np.ndarray, str]:
+    """Skip images under ``min_side`` (:class:`BadImage`); downscale those over ``max_side``, adding a note."""
+    height, width = pixels.shape[:2]
+    if min(width, height) < min_side:
+        raise BadImage(f"smaller than min_side={min_side} ({width}x{height})")
+    scale = min(1.0, max_side / max(width, height))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+        note = "; ".join(filter(None, [note, f"downscaled from {width}x{height}"]))
+    return pixels, note

@@ -114,6 +114,33 @@ class Source:
             _named(self.folder.path, f"{key}.folder.path", "the folder of images (source.kind is folder)")
 
 
+SYNTHETIC_LABELS = ("authentic", "generator")
+SYNTHETIC_KEY = "synthetic"  # the one entry params `synthesize` may hold: stage synthesize@synthetic, data/synthetic
+
+
+@dataclass
+class Synthesize:
+    """Base images generated from their COCO captions by the generators' text-to-image pipelines."""
+
+    share: float = 0.0  # share of the source images replaced by a generation from their caption; 0 replaces none
+    generators: list[str] = field(default_factory=list)  # names from edit.generators; each image draws one by its id
+    # What the never-edited pixels of a generated image are labelled: authentic (0) or generator (its class id).
+    label: str = "authentic"
+    device: str = "auto"  # one of DEVICES
+
+    def check(self, key: str, generators: Sequence[str]) -> None:
+        _within(self.share, 0.0, 1.0, f"{key}.share")
+        _require(self.share == 0 or len(self.generators) >= 1, f"{key}.generators",
+                 "must name at least one generator from edit.generators when share > 0")
+        for i, name in enumerate(self.generators):
+            _require(name in generators, f"{key}.generators[{i}]",
+                     f"{name!r} is not in edit.generators ({', '.join(generators)})")
+        _require(len(set(self.generators)) == len(self.generators), f"{key}.generators",
+                 f"names a generator twice: {list(self.generators)}")
+        _one_of(self.label, SYNTHETIC_LABELS, f"{key}.label")
+        _one_of(self.device, DEVICES, f"{key}.device")
+
+
 @dataclass
 class Turn:
     prev: str = MISSING  # the folder holding the state this turn starts from
@@ -629,6 +656,8 @@ class Params:
     allow_unpinned: bool = True
     source: Source = field(default_factory=Source)
     twins: Twins = field(default_factory=Twins)
+    # {} (no synthesize stage) or one entry, ``synthetic``: dvc.yaml's foreach makes a stage only for an entry.
+    synthesize: dict[str, Synthesize] = field(default_factory=dict)
     turns: dict[str, Turn] = field(default_factory=dict)
     final_state: str = MISSING
     propose: Propose = field(default_factory=Propose)
@@ -703,6 +732,7 @@ class Params:
         """Every section's ranges, plus the rules that tie sections together (turn chain, class counts)."""
         self.source.check("source")
         self.twins.check("twins")
+        self._check_synthesize()
         _within(self.max_item_failure, 0, 1, "max_item_failure")
         self._check_turns()
         self.propose.check("propose", n_turns=len(self.base_turns))
@@ -714,6 +744,21 @@ class Params:
         self.crossgen.check("crossgen", detectors=list(self.detect.detectors), generators=self.classes[1:])
         self.baselines.check("baselines")
         self.official.check("official")
+
+    @property
+    def base_state(self) -> str:
+        """The state the first turn starts from: the source, or the source with its synthetic base images."""
+        return f"data/{SYNTHETIC_KEY}" if self.synthesize else "data/source"
+
+    def _check_synthesize(self) -> None:
+        extra = sorted(set(self.synthesize) - {SYNTHETIC_KEY})
+        _require(not extra, f"synthesize.{extra[0] if extra else ''}",
+                 f"the only entry is {SYNTHETIC_KEY!r} (the stage synthesize@{SYNTHETIC_KEY} writes "
+                 f"data/{SYNTHETIC_KEY}); leave synthesize {{}} for none")
+        for key, entry in self.synthesize.items():
+            entry.check(f"synthesize.{key}", [g.name for g in self.edit.generators])
+            _require(self.source.kind != "folder", "synthesize",
+                     "needs the captions of a COCO-format source; source.kind folder has none: leave synthesize {}")
 
     def _check_turns(self) -> None:
         # dvc.yaml's foreach chains each entry to the folder of the entry before it, so names and folders are fixed:
@@ -735,9 +780,13 @@ class Params:
                          f"{f't{base}' if base else 'a turn before it'}, got {retry!r}")
                 _require(name == f"t{base}{RETRY_INFIX}{rounds}", f"turns.{name}",
                          f"retry round {rounds} of t{base} must be named 't{base}{RETRY_INFIX}{rounds}'")
-            expected_prev = "data/source" if pos == 0 else f"data/turns/{names[pos - 1]}/state"
+            expected_prev = self.base_state if pos == 0 else f"data/turns/{names[pos - 1]}/state"
+            why = ""
+            if pos == 0:
+                why = (" (synthesize has an entry, whose output the first turn edits)" if self.synthesize else
+                       " (synthesize is {}: no stage writes data/synthetic)")
             _require(self.turns[name].prev == expected_prev, f"turns.{name}.prev",
-                     f"must be {expected_prev!r}, got {self.turns[name].prev!r}")
+                     f"must be {expected_prev!r}{why}, got {self.turns[name].prev!r}")
         _require(self.final_state == f"data/turns/{names[-1]}/state", "final_state",
                  f"must be the last turn's state, 'data/turns/{names[-1]}/state', got {self.final_state!r}")
 

@@ -37,6 +37,9 @@ SKIPPED = "skipped"
 FAILED = "failed"
 
 SOURCE_DIR = Path("data/source")
+# Manifest columns of a state with synthetic base images (the synthesize stage's), carried into the dataset:
+# the text-to-image generator, its seed and its prompt; '', 0 and '' for a photograph.
+SYNTHETIC_FIELDS = ("synthetic_generator", "synthetic_seed", "synthetic_prompt")
 DATASET_DIR = Path("data/dataset")
 
 

@@ -1,7 +1,8 @@
-"""Where and how models run: device and dtype choice, memory release, hub-or-folder checks, load hints.
+"""Where and how models run: device and dtype choice, memory release, hub-or-folder checks, load hints, a
+generator's native size and its loading arguments.
 
-Shared by every stage that loads a model (generators, the VLM planner and judge, Grounded-SAM, the
-detectors and baselines), so that one ``auto`` means the same device everywhere. torch is imported
+Shared by every stage that loads a model (generators, the base-image synthesis, the VLM planner and judge,
+Grounded-SAM, the detectors and baselines), so that one ``auto`` means the same device everywhere. torch is imported
 inside the functions: stages that never load a model (the annotations planner, the heuristic filter)
 import this module without paying for torch.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import inspect
 from pathlib import Path
 
 
@@ -79,3 +81,19 @@ def load_hint(key: str, model: str, err: Exception) -> str:
         message += (f". Offline, a hub model must already be in the Hugging Face cache: run "
                     f"`huggingface-cli download {model}` on a connected machine")
     return message
+
+
+SIZE_MULTIPLE = 64  # every generator family's latent grid divides evenly at multiples of 64 pixels
+
+
+def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(width, height) with the longer side at ``resolution``, both multiples of ``multiple``, aspect kept."""
+    scale = resolution / max(width, height)
+    return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in (width, height))
+
+
+def without_safety_checker(cls) -> dict:
+    """Loading arguments that switch a pipeline's NSFW checker off: it blacks out whole images."""
+    params = inspect.signature(cls.__init__).parameters
+    off = {"safety_checker": None, "requires_safety_checker": False}
+    return {key: value for key, value in off.items() if key in params}

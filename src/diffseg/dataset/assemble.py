@@ -56,6 +56,8 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
     accepted = history[history["decision"] == "accepted"].groupby("image_id")["generator"]
     n_edits, generators = accepted.size().to_dict(), accepted.agg(lambda g: ",".join(sorted(set(g)))).to_dict()
 
+    # A run with synthetic base images also carries their generator, seed and prompt.
+    fields = _SOURCE_FIELDS + [f for f in records.SYNTHETIC_FIELDS if f in manifest.columns]
     rows = []
     for info in tqdm(manifest.to_dict("records"), desc="assemble", unit="img"):
         image_id = info["image_id"]
@@ -68,7 +70,7 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
         records.write_png(out.label_path(image_id), label)
         records.write_png(out.turnmask_path(image_id), turnmask)
         counts = np.bincount(label.ravel(), minlength=len(classes))
-        rows.append({**{k: info[k] for k in _SOURCE_FIELDS}, "split": split_of[info["source_id"]],
+        rows.append({**{k: info[k] for k in fields}, "split": split_of[info["source_id"]],
                      "n_edits": int(n_edits.get(image_id, 0)), "edited_fraction": float(counts[1:].sum() / label.size),
                      "generators": generators.get(image_id, ""),
                      "status": records.OK, "reason": ""})

@@ -171,8 +171,9 @@ def card(data: records.StateDir, counts: dict[str, int], turn_fields: list[str],
     classes = records.read_json(data.root / "classes.json")
     meta = metadata.select(["generator", "model", "revision"]).to_pylist()
     checkpoints = sorted({(m["generator"], m["model"], m["revision"] or "-") for m in meta if m["generator"]})
-    # Real COCO images have origin "coco:<split>:<id>"; twins are local folders.
-    offline = any(not r["origin"].startswith("coco:") for r in manifest) or any(
+    # Real COCO images have origin "coco:<split>:<id>", generated base images "synthetic:<generator>" (their
+    # checkpoint is among the generators'); twins are local folders.
+    offline = any(not r["origin"].startswith(("coco:", "synthetic:")) for r in manifest) or any(
         is_local(model) for _, model, _ in checkpoints)
     header = {
         "license": "other",

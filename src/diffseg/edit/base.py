@@ -9,7 +9,6 @@ common is in :class:`DiffusersFamily`. The families themselves and their registr
 from __future__ import annotations
 
 import abc
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from PIL import Image
 
 from diffseg.errors import UserError
 from diffseg.params import Generator
-from diffseg.runtime import is_local, pick_device, pick_dtype, release_memory, short_error
+from diffseg.runtime import (is_local, native_size, pick_device, pick_dtype, release_memory, short_error,
+                             without_safety_checker)
 
-SIZE_MULTIPLE = 64  # every family's latent grid divides evenly at multiples of 64 pixels
 LORA_ADAPTER = "lora"  # the adapter name of a generator's LoRA: a generator carries at most one
 
 # Call arguments the adapters set themselves; in `options` they would silently fight the adapter.
@@ -48,12 +47,6 @@ class Batch:
     @property
     def size(self) -> tuple[int, int]:
         return self.images[0].size
-
-
-def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
-    """(width, height) with the longer side at ``resolution``, both multiples of ``multiple``, aspect kept."""
-    scale = resolution / max(width, height)
-    return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in (width, height))
 
 
 def seeded(seeds: list[int]) -> list[torch.Generator]:
@@ -203,7 +196,7 @@ class DiffusersFamily(Family):
         cls = getattr(diffusers, pipeline)
         try:
             return cls.from_pretrained(model, revision=revision, variant=variant, dtype=self.dtype,
-                                       **_without_safety_checker(cls))
+                                       **without_safety_checker(cls))
         except (OSError, ValueError) as err:
             raise self.fail(_load_hint(pipeline, model, revision, err)) from None
 
@@ -236,13 +229,6 @@ class DiffusersFamily(Family):
     def _generate(self, batch: Batch) -> np.ndarray:
         return self.pipe(image=batch.images, mask_image=batch.masks, generator=seeded(batch.seeds),
                          **self.call_kwargs(batch)).images
-
-
-def _without_safety_checker(cls) -> dict:
-    """Loading arguments that switch a pipeline's NSFW checker off: it blacks out whole images."""
-    params = inspect.signature(cls.__init__).parameters
-    off = {"safety_checker": None, "requires_safety_checker": False}
-    return {key: value for key, value in off.items() if key in params}
 
 
 def _tile_autoencoders(pipe) -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 
 from diffseg.errors import UserError
-from diffseg.images import BadImage
+from diffseg.images import BadImage, fit_sides
 from diffseg.seeding import keyed_unit
-from diffseg.source.ingest import SourceState, fit_sides, load_image
+from diffseg.source.ingest import SourceState, load_image
 
 SUFFIXES = (".avif", ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 ID_RANGE = 10 ** 12  # ids keep the 12 digits of COCO's (ingest.image_key)

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from pycocotools.coco import COCO
 
 from diffseg import masks, records
-from diffseg.images import BadImage, to_rgb
+from diffseg.images import BadImage, fit_sides, to_rgb
 
 MIN_INSTANCE_PIXELS = 16  # an instance smaller than this after downscaling is dropped
 # annotations.json of a source without instance annotations carries this key, set to false; later states
@@ -52,19 +52,6 @@ def load_image(path: Path, upright: bool = False) -> tuple[np.ndarray, str]:
         # Pillow's message can quote the full path, which lies in a temporary or user folder: keep the name only.
         detail = str(err).replace(str(path), path.name)
         raise BadImage(f"corrupt or unsupported image: {type(err).__name__}: {detail}") from None
-
-
-def fit_sides(pixels: np.ndarray, note: str, *, min_side: int, max_side: int) -> tuple[np.ndarray, str]:
-    """Skip images under ``min_side`` (:class:`BadImage`); downscale those over ``max_side``, adding a note."""
-    height, width = pixels.shape[:2]
-    if min(width, height) < min_side:
-        raise BadImage(f"smaller than min_side={min_side} ({width}x{height})")
-    scale = min(1.0, max_side / max(width, height))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
-        note = "; ".join(filter(None, [note, f"downscaled from {width}x{height}"]))
-    return pixels, note
 
 
 class SourceState:
