@@ -19,9 +19,9 @@ from PIL import Image
 
 from diffseg.errors import UserError
 from diffseg.params import Generator
+from diffseg.resampling import generator_size
 from diffseg.runtime import is_local, pick_device, pick_dtype, release_memory, short_error
 
-SIZE_MULTIPLE = 64  # every family's latent grid divides evenly at multiples of 64 pixels
 LORA_ADAPTER = "lora"  # the adapter name of a generator's LoRA: a generator carries at most one
 
 # Call arguments the adapters set themselves; in `options` they would silently fight the adapter.
@@ -48,12 +48,6 @@ class Batch:
     @property
     def size(self) -> tuple[int, int]:
         return self.images[0].size
-
-
-def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
-    """(width, height) with the longer side at ``resolution``, both multiples of ``multiple``, aspect kept."""
-    scale = resolution / max(width, height)
-    return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in (width, height))
 
 
 def seeded(seeds: list[int]) -> list[torch.Generator]:
@@ -115,8 +109,9 @@ class Family(abc.ABC):
         release_memory()
 
     def native_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size this family generates at for a ``width`` x ``height`` image."""
-        return native_size(width, height, self.gen.resolution)
+        """The size this family generates at for a ``width`` x ``height`` image (the rule lives in the base layer:
+        assemble sizes never-edited images by it too)."""
+        return generator_size(self.gen, width, height)
 
     def run(self, batch: Batch) -> np.ndarray:
         """Generated images as float32 (B, H, W, 3) in [0, 1] at the batch's size; may contain NaN."""
