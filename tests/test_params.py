@@ -29,6 +29,7 @@ def test_offline_profile_passes_every_check():
     assert p == params.load(ROOT / "params.yaml")
     p.check()  # raises on any out-of-range value
     assert p.source.kind == "offline" and p.detect.device == "auto"
+    assert (p.edit.output_resolution, p.assemble.cues) == ("source", False)  # the offline outputs stay as they were
 
 
 def test_paper_profile_loads_with_the_eight_generators_and_the_unseen_lora_sdxl():
@@ -44,6 +45,8 @@ def test_paper_profile_loads_with_the_eight_generators_and_the_unseen_lora_sdxl(
     assert p.source.kind == "coco" and not p.twins.families and not p.twins.clip
     assert all(d.encoder_weights == "imagenet" for d in p.detect.detectors.values())
     assert p.detect.device == "auto"
+    # choice: the release's images keep their generators' sizes; its shortcut cues are measured
+    assert (p.edit.output_resolution, p.assemble.cues) == ("generator", True)
 
 
 @pytest.mark.parametrize("override, key", [
@@ -51,6 +54,8 @@ def test_paper_profile_loads_with_the_eight_generators_and_the_unseen_lora_sdxl(
     ({"seed": "zero"}, "seed"),  # wrong type
     ({"edit": {"batch_size": 0}}, "edit.batch_size"),  # out of range
     ({"edit": {"executor": "dask"}}, "edit.executor"),
+    ({"edit": {"output_resolution": "native"}}, "edit.output_resolution"),
+    ({"assemble": {"cues": "sometimes"}}, "assemble.cues"),  # wrong type
     ({"edit": {"ray": {"num_workers": 0}}}, "edit.ray.num_workers"),
     ({"edit": {"ray": {"num_gpus": -1}}}, "edit.ray.num_gpus"),
     ({"propose": {"turn_weights": [0.5, 0.5]}}, "propose.turn_weights"),  # length must be turns + 1

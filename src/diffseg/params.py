@@ -316,6 +316,9 @@ class RayCluster:
         _at_least(self.num_gpus, 0, f"{key}.num_gpus")
 
 
+OUTPUT_RESOLUTIONS = ("source", "generator")
+
+
 @dataclass
 class Edit:
     batch_size: int = 4
@@ -325,12 +328,16 @@ class Edit:
     device: str = "auto"  # one of DEVICES
     cpu_offload: bool = False  # CUDA only: each model moves to the GPU just for its forward pass
     vae_tiling: bool = False  # decode (and encode) large images and batches in tiles and slices
+    # source: each edit is mapped back to the image's size | generator: the whole state moves to the generator's
+    # native size and is composited there (docs/generators.md, Output resolution)
+    output_resolution: str = "source"
     generators: list[Generator] = field(default_factory=list)
 
     def check(self, key: str) -> None:
         _at_least(self.batch_size, 1, f"{key}.batch_size")
         _one_of(self.device, DEVICES, f"{key}.device")
         _one_of(self.executor, ("inprocess", "ray"), f"{key}.executor")
+        _one_of(self.output_resolution, OUTPUT_RESOLUTIONS, f"{key}.output_resolution")
         self.ray.check(f"{key}.ray")
         _require(len(self.generators) >= 1, f"{key}.generators", "at least one generator is needed")
         _require(len(self.generators) <= 255, f"{key}.generators",
@@ -392,6 +399,7 @@ class Filter:
 class Assemble:
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
     n_figure: int = 12  # images in the sample grid
+    cues: bool = False  # also write cues.json: resampling factors and JPEG-grid blockiness inside vs outside edits
 
     def check(self, key: str) -> None:
         _require(set(self.splits) == {"train", "val", "test"}, f"{key}.splits",

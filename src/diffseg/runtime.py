@@ -83,15 +83,6 @@ def load_hint(key: str, model: str, err: Exception) -> str:
     return message
 
 
-SIZE_MULTIPLE = 64  # every generator family's latent grid divides evenly at multiples of 64 pixels
-
-
-def native_size(width: int, height: int, resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
-    """(width, height) with the longer side at ``resolution``, both multiples of ``multiple``, aspect kept."""
-    scale = resolution / max(width, height)
-    return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in (width, height))
-
-
 def without_safety_checker(cls) -> dict:
     """Loading arguments that switch a pipeline's NSFW checker off: it blacks out whole images."""
     params = inspect.signature(cls.__init__).parameters

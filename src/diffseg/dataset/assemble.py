@@ -7,8 +7,15 @@ Output (``data/dataset``):
 * ``turnmasks/<id>.png`` bit t-1 set where turn t edited;
 * ``classes.json``, ``manifest.parquet`` (one row per image: split, source, edit counts),
   ``metadata.parquet`` (one row per image and turn, or per image, turn and attempt with retry rounds: the full
-  provenance), ``stats.json``,
-  ``README.md`` (the dataset card) and ``figures/samples.png``.
+  provenance), ``stats.json``, ``README.md`` (the dataset card) and ``figures/samples.png``;
+* ``cues.json`` with ``assemble.cues``: the resampling and JPEG-grid shortcut cues (:mod:`cues`).
+
+With ``edit.output_resolution: generator`` an edited image keeps the size its last edit's generator
+composited it at, and a never-edited image is resampled (image, label, turn mask; once) to the native size
+of a generator drawn for it by key, as the planner draws an edit's generator, so neither the size nor a
+whole-image resampling tells edited from never-edited images. The manifest then records each image's
+source size, its per-axis factor from the source and, for a never-edited image, the generator it was
+sized as.
 """
 from __future__ import annotations
 
@@ -18,10 +25,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from diffseg import records
-from diffseg.dataset import card, figure
+from diffseg import records, resampling
+from diffseg.dataset import card, cues, figure
 from diffseg.params import Params
-from diffseg.seeding import keyed_unit
+from diffseg.seeding import keyed_rng, keyed_unit
 
 
 def assign_splits(source_ids: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
@@ -58,6 +65,8 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
 
     # A run with synthetic base images also carries their generator, seed and prompt.
     fields = _SOURCE_FIELDS + [f for f in records.SYNTHETIC_FIELDS if f in manifest.columns]
+    source_sizes = source.manifest().set_index("image_id")[["width", "height"]]
+    native = params.edit.output_resolution == "generator"
     rows = []
     for info in tqdm(manifest.to_dict("records"), desc="assemble", unit="img"):
         image_id = info["image_id"]
@@ -66,11 +75,16 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
         label, turnmask = final.label(image_id, shape), final.turnmask(image_id, shape)
         if label.max() >= len(classes):
             raise ValueError(f"{image_id}: label value {label.max()} outside classes.json ({len(classes)} classes)")
+        sized = {}
+        if native:
+            source_size = tuple(int(v) for v in source_sizes.loc[image_id])
+            image, label, turnmask, sized = _generator_sized(params, image_id, source_size, image, label, turnmask,
+                                                             n_edits.get(image_id, 0) == 0)
         records.write_png(out.image_path(image_id), image)
         records.write_png(out.label_path(image_id), label)
         records.write_png(out.turnmask_path(image_id), turnmask)
         counts = np.bincount(label.ravel(), minlength=len(classes))
-        rows.append({**{k: info[k] for k in fields}, "split": split_of[info["source_id"]],
+        rows.append({**{k: info[k] for k in fields}, **sized, "split": split_of[info["source_id"]],
                      "n_edits": int(n_edits.get(image_id, 0)), "edited_fraction": float(counts[1:].sum() / label.size),
                      "generators": generators.get(image_id, ""),
                      "status": records.OK, "reason": ""})
@@ -91,11 +105,33 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
         metric.update({k: stats["attempts"][k] for k in _ATTEMPT_METRIC_KEYS})
     records.write_json(out.root / "stats.json", stats)
     records.write_json(metrics_path, {"dataset": metric})
-    records.write_bytes(out.root / "README.md", card.render(params, stats).encode())
+    found = None
+    if params.assemble.cues:
+        found = cues.summarise(params, images, metadata, source_sizes, out)
+        records.write_json(out.root / "cues.json", found)
+    records.write_bytes(out.root / "README.md", card.render(params, stats, found).encode())
     figure.sample_grid(out, images, classes, params.assemble.n_figure, out.root / "figures" / "samples.png")
     print(f"assemble: {stats['n_images']} images ({stats['splits']}), turns {stats['turn_counts']}, "
           f"edits per generator {stats['edits_per_generator']}")
     return stats
+
+
+def _generator_sized(params: Params, image_id: str, source_size: tuple[int, int], image: np.ndarray,
+                     label: np.ndarray, turnmask: np.ndarray, never_edited: bool) -> tuple:
+    """Image, label and turn mask at their dataset size (``edit.output_resolution: generator``), and the manifest
+    fields recording it: a never-edited image moves to the native size of a generator drawn by key."""
+    sized_as = ""
+    if never_edited:
+        gens = params.edit.generators
+        gen = gens[int(keyed_rng(params.seed, "negative size", image_id).integers(len(gens)))]
+        size = resampling.generator_size(gen, *source_size)
+        image, label = resampling.resample_image(image, size), resampling.resample_map(label, size)
+        turnmask, sized_as = resampling.resample_map(turnmask, size), gen.name
+    width, height = image.shape[1], image.shape[0]
+    scale_x, scale_y = resampling.scale_factors(source_size, (width, height))
+    return image, label, turnmask, {"width": width, "height": height, "source_width": source_size[0],
+                                    "source_height": source_size[1], "resample_x": scale_x, "resample_y": scale_y,
+                                    "sized_as": sized_as}
 
 
 _SOURCE_FIELDS = ["image_id", "source_id", "origin", "url", "license", "width", "height"]

@@ -45,7 +45,22 @@ row of `metadata.parquet` (`attempt`, `decision`, `reason`).
 """
 
 
-def render(params: Params, stats: dict) -> str:
+def _cues(found: dict | None) -> str:
+    """The shortcut-cue section (``cues.json``), empty when the cues were not computed."""
+    if found is None:
+        return ""
+    block = found["blockiness"]
+    return f"""
+## Shortcut cues (`cues.json`)
+Output resolution `{found['output_resolution']}`. Per accepted edit, the factor between the generator's native
+size and the image it edited (x): {found['edit_scale']['x']}; per image, the factor from its source (x):
+{found['image_scale']['x']}, {found['image_scale']['resampled_images']} image(s) resampled.
+JPEG-grid blockiness (mean luma step across 8x8 block boundaries minus within blocks): inside the edited pixels
+{block['inside_edits']}, outside them {block['outside_edits']}, never-edited images {block['never_edited']}.
+"""
+
+
+def render(params: Params, stats: dict, found: dict | None = None) -> str:
     gens = "\n".join(f"| {k} | `{g.name}` | {g.family} | {_checkpoint(g)} | {g.revision or '-'} | {g.steps} | "
                      f"{g.guidance} | {g.resolution} |" for k, g in enumerate(params.edit.generators, start=1))
     offline = offline_run(params)
@@ -79,7 +94,7 @@ Localized, multi-turn diffusion edits with per-pixel labels of which generator e
 - edits per generator: {stats['edits_per_generator']}
 - edited pixel fraction: {stats['edited_pixel_fraction']}
 - source images skipped: {stats['source_skipped'] or 'none'}
-{_attempts(stats)}
+{_attempts(stats)}{_cues(found)}
 ## Licence
 {LICENCES[params.source.kind]}
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 from diffseg.errors import UserError
 from diffseg.params import Generator
-from diffseg.runtime import (is_local, native_size, pick_device, pick_dtype, release_memory, short_error,
-                             without_safety_checker)
+from diffseg.resampling import generator_size
+from diffseg.runtime import is_local, pick_device, pick_dtype, release_memory, short_error, without_safety_checker
 
 LORA_ADAPTER = "lora"  # the adapter name of a generator's LoRA: a generator carries at most one
 
@@ -108,8 +108,9 @@ class Family(abc.ABC):
         release_memory()
 
     def native_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size this family generates at for a ``width`` x ``height`` image."""
-        return native_size(width, height, self.gen.resolution)
+        """The size this family generates at for a ``width`` x ``height`` image (the rule lives in the base layer:
+        assemble sizes never-edited images by it too)."""
+        return generator_size(self.gen, width, height)
 
     def run(self, batch: Batch) -> np.ndarray:
         """Generated images as float32 (B, H, W, 3) in [0, 1] at the batch's size; may contain NaN."""

@@ -27,6 +27,7 @@ CACHE = Path.home() / ".cache" / "glide-text2im"
 # Package checkpoint name -> file name, as in glide_text2im.download.MODEL_PATHS.
 FILES = {"base-inpaint": "base_inpaint.pt", "upsample-inpaint": "upsample_inpaint.pt"}
 SIZE, LOW = 256, 64  # the upsampler's output and the base model's side, fixed by the checkpoints
+# (the edit stage's square size rule for this family is diffseg.resampling.SQUARE_FAMILIES)
 # Options and their defaults, from the package's inpainting notebook.
 OPTIONS = {"upsample_temp": 0.997, "upsample_respacing": "fast27"}
 
@@ -73,9 +74,6 @@ class Glide(Family):
     @property
     def loaded(self) -> bool:
         return self.models is not None
-
-    def native_size(self, width: int, height: int) -> tuple[int, int]:
-        return SIZE, SIZE  # square checkpoints; the edit stage maps the result back to the image's size
 
     def load(self) -> None:
         self.check_source()

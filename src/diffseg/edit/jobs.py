@@ -32,6 +32,7 @@ class Inputs:
     prompts: list[str]
     negative_prompts: list[str]
     seeds: list[int]
+    native: bool = False  # keep the generated images at the native size (edit.output_resolution: generator)
 
 
 @dataclass

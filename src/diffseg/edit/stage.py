@@ -1,9 +1,12 @@
 """``edit@<turn>``: execute one turn's plan, generator by generator.
 
-Each generator is loaded once and runs its items in batches at its native resolution; the output
-is mapped back to the image's own size and composited so that every pixel outside the mask is
-bit-identical to the previous state. The label map (last editor wins) and the per-turn mask are
-updated exactly on the mask.
+Each generator is loaded once and runs its items in batches at its native resolution. With
+``edit.output_resolution: source`` the output is mapped back to the image's own size and composited
+there; with ``generator`` the whole state (image, label, turn mask) is resampled to the native size
+instead and the output composited at that size, so inside and outside the mask share one resampling.
+Either way every pixel outside the mask is bit-identical to the state the edit started from, at the
+size it was composited, and the label map (last editor wins) and the per-turn mask are updated exactly
+on the mask.
 
 Batches run on an executor (:mod:`diffseg.edit.executors`: in-process, or Ray actors) and are
 journaled as they finish (:mod:`diffseg.edit.journal`), so a killed run resumes; the output folder is
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from diffseg import masks, records
+from diffseg import masks, records, resampling
 from diffseg.edit import executors, families, journal
 from diffseg.edit.jobs import Inputs, Job, Outcome
 from diffseg.params import Params
@@ -67,10 +70,12 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     print(f"edit@{turn}: {len(all_jobs)} batch(es): {len(done & {j.index for j in all_jobs})} reused from an "
           f"interrupted run, {len([j for j in all_jobs if j.index not in done])} to run")
 
+    native = params.edit.output_resolution == "generator"
+
     def prepare(job: Job) -> Inputs:
         return Inputs([prev.image(r["image_id"]) for r in job.rows], [plan.mask(r["image_id"]) for r in job.rows],
                       [r["prompt"] for r in job.rows], [r["negative_prompt"] for r in job.rows],
-                      [int(r["seed"]) for r in job.rows])
+                      [int(r["seed"]) for r in job.rows], native)
 
     def finish(job: Job, inputs: Inputs, outcome: Outcome) -> None:
         rows = _finish(job, inputs, outcome, prev, log.items, class_id[job.generator], turn_index)
@@ -110,7 +115,8 @@ def _fingerprint(params: Params, turn_index: int, prev: records.StateDir, plan: 
     settings = dataclasses.asdict(params.edit)
     del settings["executor"], settings["ray"]  # where batches run does not change what they produce
     package = Path(records.__file__).parent
-    code = sorted((package / "edit").glob("*.py")) + [package / name for name in ("records.py", "masks.py", "runtime.py")]
+    base = ("records.py", "masks.py", "runtime.py", "resampling.py")
+    code = sorted((package / "edit").glob("*.py")) + [package / name for name in base]
     files = [p for image_id in todo["image_id"] for p in (
         prev.image_path(image_id), prev.label_path(image_id), prev.turnmask_path(image_id), plan.mask_path(image_id))]
     return journal.fingerprint([
@@ -134,21 +140,23 @@ def _batches(items: pd.DataFrame, prev: records.StateDir, adapter: families.Fami
 
 
 def generate(adapter: families.Family, befores: list[np.ndarray], edit_masks: list[np.ndarray], prompts: list[str],
-             negative_prompts: list[str], seeds: list[int]) -> tuple[tuple[int, int], list[np.ndarray | None]]:
-    """One pipeline call on images of one native size: resized to it, run, each mapped back to its own size.
+             negative_prompts: list[str], seeds: list[int],
+             native: bool = False) -> tuple[tuple[int, int], list[np.ndarray | None]]:
+    """One pipeline call on images of one native size: resized to it, run, each mapped back to its own size
+    (or, with ``native``, kept at the native size).
 
-    Returns the native (width, height) and per image the generated uint8 image at the image's own size,
-    or None where the output is not finite. Compositing is the caller's (``masks.composite``).
+    Returns the native (width, height) and per image the generated uint8 image, or None where the output is
+    not finite. Compositing is the caller's (``masks.composite``).
     """
     height, width = befores[0].shape[:2]
     size = adapter.native_size(width, height)
     batch = families.Batch(
-        images=[Image.fromarray(b).resize(size, Image.Resampling.LANCZOS) for b in befores],
+        images=[Image.fromarray(resampling.resample_image(b, size)) for b in befores],
         masks=[Image.fromarray(masks.resize_mask(m, size).astype(np.uint8) * 255) for m in edit_masks],
         prompts=list(prompts), negative_prompts=list(negative_prompts), seeds=[int(s) for s in seeds])
     backs = []
     for image, before in zip(adapter.run(batch), befores):  # one native size can come from several image sizes
-        back_size = (before.shape[1], before.shape[0])
+        back_size = size if native else (before.shape[1], before.shape[0])
         backs.append(np.asarray(Image.fromarray(to_uint8(image)).resize(back_size, Image.Resampling.LANCZOS))
                      if np.isfinite(image).all() else None)
     return size, backs
@@ -158,7 +166,7 @@ def attempt(adapter: families.Family, inputs: Inputs) -> Outcome:
     """The generated images (see :func:`generate`), or the reason when the pipeline call raised."""
     try:
         return Outcome(generate(adapter, inputs.befores, inputs.masks, inputs.prompts, inputs.negative_prompts,
-                                inputs.seeds)[1])
+                                inputs.seeds, inputs.native)[1])
     except Exception as err:  # noqa: BLE001 - one bad batch (e.g. out of memory) must not stop the stage
         return Outcome(None, f"generator error: {type(err).__name__}: {err}"[:500])
 
@@ -177,8 +185,12 @@ def _finish(job: Job, inputs: Inputs, outcome: Outcome, prev: records.StateDir, 
             continue
         h, w = before.shape[:2]
         image_id = row["image_id"]
+        label, turnmask = prev.label(image_id, (h, w)), prev.turnmask(image_id, (h, w))
+        if inputs.native:  # the whole state moves to the native size: one resampling inside and outside the mask
+            size = job.size
+            before, mask = resampling.resample_image(before, size), masks.resize_mask(mask, size)
+            label, turnmask = resampling.resample_map(label, size), resampling.resample_map(turnmask, size)
         records.write_png(out.image_path(image_id), masks.composite(before, back, mask))
-        records.write_png(out.label_path(image_id), masks.update_label(prev.label(image_id, (h, w)), mask, class_id))
-        records.write_png(out.turnmask_path(image_id),
-                          masks.update_turnmask(prev.turnmask(image_id, (h, w)), mask, turn_index))
+        records.write_png(out.label_path(image_id), masks.update_label(label, mask, class_id))
+        records.write_png(out.turnmask_path(image_id), masks.update_turnmask(turnmask, mask, turn_index))
     return base

@@ -5,6 +5,11 @@ state's ``history.parquet`` gains one provenance row per image for this turn (pl
 checkpoint, sampler settings, seed, scores, decision, reason), and ``annotations.json`` follows the
 accepted edits: a removed instance is dropped, an added object becomes a new instance.
 
+With ``edit.output_resolution: generator`` an edit may come back at the generator's native size: it is
+scored against the previous state resampled to that size (as the edit stage composited it), an accepted
+one moves the image's instances to that size too, and the history gains the resampling columns
+(:data:`RESAMPLING_COLUMNS`).
+
 With ``filter.judge: vlm`` the edits that pass the heuristics are then scored by Qwen2.5-VL
 (:mod:`judge`): its scores, raw answers and reason join the history row, and every answer is kept in
 ``judge_transcript.jsonl`` (replayable with ``filter.vlm.backend: replay``).
@@ -19,9 +24,10 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 from tqdm import tqdm
 
-from diffseg import masks, records
+from diffseg import masks, records, resampling
 from diffseg.filter import judge
 from diffseg.filter.heuristics import decide, score
 from diffseg.params import Params
@@ -44,6 +50,7 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     plans = plan.manifest().set_index("image_id")
     edits = edit.manifest().set_index("image_id")
     coco = prev.annotations()
+    native = params.edit.output_resolution == "generator"
     backend = None
     if params.filter.judge == "vlm":  # bad model settings stop the stage before the previous output is replaced
         backend = backends.create(params.filter.vlm, "filter.vlm")
@@ -68,6 +75,9 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
             row.update(decision=REJECTED, reason=f"edit failed: {why}")
         else:
             before, after, mask = prev.image(image_id), edit.image(image_id), plan.mask(image_id)
+            if native:  # the edit was composited at its generator's size: compare it there
+                size = (after.shape[1], after.shape[0])
+                before, mask = resampling.resample_image(before, size), masks.resize_mask(mask, size)
             scores = score(before, after, mask)
             accepted, reason = decide(scores, params.filter)
             row.update(scores, decision=ACCEPTED if accepted else REJECTED, reason=reason)
@@ -92,7 +102,10 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     for image_id, source in source_of.items():
         _copy_item(source, out, image_id)
 
-    records.write_json(out.root / records.ANNOTATIONS, _updated_annotations(coco, plans, decided, plan, turn_index))
+    sizes = _record_resampling(decided, source_of, prev, edit) if native else {}
+    annotations = _updated_annotations(coco, plans, decided, plan, turn_index)
+    records.write_json(out.root / records.ANNOTATIONS, resampling.scale_annotations(annotations, {
+        int(i): size for i, size in sizes.items()}))
     new_history = pd.DataFrame(history)
     # A retry round with nothing to retry keeps the history as it was.
     records.write_table(out.root / records.HISTORY, pd.concat([prev.history(), new_history], ignore_index=True)
@@ -101,6 +114,8 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     manifest = manifest[manifest["status"] == records.OK].reset_index(drop=True)
     accepted_now = manifest["image_id"].map(lambda i: i in decided and decided[i]["decision"] == ACCEPTED)
     manifest["n_edits"] = manifest.get("n_edits", 0) + accepted_now.astype(int)
+    for image_id, (width, height) in sizes.items():  # the state's own size, which the manifest describes
+        manifest.loc[manifest["image_id"] == image_id, ["width", "height"]] = [width, height]
     records.write_table(out.root / records.MANIFEST, manifest)
     counts = new_history["decision"].value_counts().to_dict() if len(new_history) else {}
     print(f"filter@{turn}: {counts}" + (f", {len(source_of) - len(decided)} passed through" if attempt > 1 else ""))
@@ -135,6 +150,31 @@ def _generator_fields(params: Params, name: str) -> dict:
     return fields
 
 
+# The resampling record of a turn with ``edit.output_resolution: generator``: the size the generator ran and
+# composited at (0 without an edit output), and the per-axis factor by which this turn resampled the image's
+# state (native / previous size when the edit was accepted, else 1).
+RESAMPLING_COLUMNS = ["native_width", "native_height", "resample_x", "resample_y"]
+
+
+def _record_resampling(decided: dict[str, dict], source_of: dict, prev: records.StateDir,
+                       edit: records.StateDir) -> dict[str, tuple[int, int]]:
+    """Fill the resampling columns of every row; the new (width, height) of each image whose size changed."""
+    sizes = {}
+    for image_id, row in decided.items():
+        before = _size(prev.image_path(image_id))
+        native = _size(edit.image_path(image_id)) if edit.image_path(image_id).is_file() else (0, 0)
+        after = native if source_of[image_id] is edit else before
+        row.update(zip(RESAMPLING_COLUMNS, (*native, *resampling.scale_factors(before, after))))
+        if after != before:
+            sizes[image_id] = after
+    return sizes
+
+
+def _size(path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
 def _copy_item(source: records.StateDir, out: records.StateDir, image_id: str) -> None:
     """Bytes are copied as they are: both sides were written by the same encoder."""
     for path_of in (source.image_path, source.label_path, source.turnmask_path):
@@ -147,7 +187,8 @@ def _copy_item(source: records.StateDir, out: records.StateDir, image_id: str) -
 
 def _updated_annotations(coco: dict, plans: pd.DataFrame, decided: dict, plan: records.PlanDir,
                          turn_index: int) -> dict:
-    """Instances after the accepted edits of this turn."""
+    """Instances after the accepted edits of this turn, at the sizes the images had before it (an image the
+    turn resampled has its instances moved to its new size afterwards, the added object's with them)."""
     accepted = {i for i, row in decided.items() if row["decision"] == ACCEPTED}
     removed = {int(plans.loc[i, "ann_id"]) for i in accepted if plans.loc[i, "action"] == "remove"}
     anns = []

@@ -27,7 +27,7 @@ from diffseg import records
 from diffseg.errors import UserError
 from diffseg.images import BadImage, fit_sides
 from diffseg.params import Params
-from diffseg.runtime import native_size
+from diffseg.resampling import native_size
 from diffseg.seeding import keyed_rng, keyed_seed, keyed_unit
 from diffseg.synthesize.text2image import Painter
 
