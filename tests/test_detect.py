@@ -16,6 +16,7 @@ from diffseg import params as params_mod
 from diffseg import records
 from diffseg.detect import evaluate, train, zoo
 from diffseg.detect.data import SegmentationSet, to_task
+from diffseg.seeding import keyed_unit
 
 # The profile's segformer sets its own epochs and lr: shrunk here to the tiny run like the others.
 TINY = {"detect": {"dataset": "data/dataset", "image_size": 64, "epochs": 2, "batch_size": 4,
@@ -187,6 +188,25 @@ def test_binary_task_collapses_generators(bench):
     _, y_bin, _ = binary[index]
     assert set(y_attr.unique().tolist()) == {0, 2} and set(y_bin.unique().tolist()) == {0, 1}
     assert torch.equal(y_bin, (y_attr > 0).long())
+
+
+def test_flips_are_keyed_by_epoch_and_image(bench):
+    """detect.flip: an item is mirrored left-right (image and label together) exactly when its keyed draw for
+    (seed, epoch, image id) is below 1/2; without a flip seed nothing moves."""
+    plain = SegmentationSet(records.DATASET_DIR, ["train"], "attribution", 64)
+    flipping = SegmentationSet(records.DATASET_DIR, ["train"], "attribution", 64, flip_seed=7)
+    flipped_by_epoch = []
+    for epoch in (0, 1):
+        flipping.set_epoch(epoch)
+        flipped = []
+        for i in range(len(plain)):
+            (x, y, image_id), (fx, fy, _) = plain[i], flipping[i]
+            mirrored = keyed_unit(7, "flip", epoch, image_id) < 0.5
+            assert torch.equal(fx, x.flip(-1) if mirrored else x) and torch.equal(fy, y.flip(-1) if mirrored else y)
+            flipped.append(mirrored)
+        flipped_by_epoch.append(flipped)
+    assert all(0 < sum(f) < len(f) for f in flipped_by_epoch)  # some items of each epoch flip, some do not
+    assert flipped_by_epoch[0] != flipped_by_epoch[1]  # and the draws change with the epoch
 
 
 def test_training_is_deterministic_and_learns(bench, workdir):

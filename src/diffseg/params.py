@@ -445,6 +445,7 @@ class Detect:
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    flip: bool = False  # training images mirrored left-right at random (keyed per epoch and image)
     class_weights: Optional[list[float]] = None  # per task class; None = uniform
     # A label value that counts nowhere (loss, validation); null (or -100) = none. Labels are uint8, so
     # 255 is the usable value: it is above every class id and the binary task keeps it as it is.

@@ -137,9 +137,10 @@ def train_detector(params: Params, root: Path, selection: Selection, device: str
         return lambda m: m["image_id"].isin(ids)
 
     ignore = ignored_label(cfg.ignore_index)
-    train_set = SegmentationSet(root, ["train"], "binary", cfg.image_size, keep=only(selection.train), ignore=ignore)
-    val_set = SegmentationSet(root, ["val"], "binary", cfg.image_size, keep=only(selection.val), ignore=ignore)
     seed = keyed_seed(params.seed, "crossgen", selection.held_out)
+    train_set = SegmentationSet(root, ["train"], "binary", cfg.image_size, keep=only(selection.train), ignore=ignore,
+                                flip_seed=seed if cfg.flip else None)
+    val_set = SegmentationSet(root, ["val"], "binary", cfg.image_size, keep=only(selection.val), ignore=ignore)
     torch.manual_seed(seed % (1 << 32))
     model = zoo.build(spec.arch, spec.encoder, len(BINARY), spec.encoder_weights)
     # Class weights in params are per class of detect.task; this binary model trains unweighted.

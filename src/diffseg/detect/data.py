@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from diffseg import records
+from diffseg.seeding import keyed_unit
 
 TASKS = ("binary", "attribution")
 IGNORE = 255  # the label value no class uses (labels are uint8): pixels that count nowhere
@@ -80,12 +81,15 @@ class SegmentationSet(Dataset):
 
     ``keep`` optionally filters the manifest rows (e.g. cross-generator tests drop a generator);
     ``distort`` optionally transforms the uint8 image before resizing (robustness tests); label pixels
-    equal to ``ignore`` stay ``ignore`` in the target (None: nothing is set aside).
+    equal to ``ignore`` stay ``ignore`` in the target (None: nothing is set aside). With ``flip_seed``
+    (training only) each item is mirrored left-right with probability 1/2, drawn per (epoch, image id) so a
+    run is exactly repeatable; the training loop calls :meth:`set_epoch`.
     """
 
     def __init__(self, root: Path, splits: list[str], task: str, image_size: int,
                  keep: Callable[[pd.DataFrame], pd.Series] | None = None,
-                 distort: Callable[[np.ndarray], np.ndarray] | None = None, ignore: int | None = IGNORE):
+                 distort: Callable[[np.ndarray], np.ndarray] | None = None, ignore: int | None = IGNORE,
+                 flip_seed: int | None = None):
         self.data = records.StateDir(root)
         manifest = self.data.manifest()
         manifest = manifest[manifest["split"].isin(splits)]
@@ -94,6 +98,10 @@ class SegmentationSet(Dataset):
         self.items = manifest.sort_values("image_id").reset_index(drop=True)
         self.classes = records.read_json(Path(root) / "classes.json")
         self.task, self.image_size, self.distort, self.ignore = task, image_size, distort, ignore
+        self.flip_seed, self.epoch = flip_seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
@@ -113,4 +121,6 @@ class SegmentationSet(Dataset):
             if image.shape[:2] != label.shape:
                 label = np.asarray(Image.fromarray(label).resize(image.shape[1::-1], Image.Resampling.NEAREST))
         x, y = prepare(image, to_task(label, self.task, self.ignore).astype(np.uint8), self.image_size)
+        if self.flip_seed is not None and keyed_unit(self.flip_seed, "flip", self.epoch, image_id) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
         return x, y, image_id

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from diffseg import records
 from diffseg.detect import distributed, zoo
-from diffseg.detect.data import IGNORE, NO_IGNORE, SegmentationSet, ignored_label, task_classes, touched_by
+from diffseg.detect.data import IGNORE, NO_IGNORE, SegmentationSet, ignored_label, seen_only, task_classes
 from diffseg.detect.distributed import World
 from diffseg.detect.infer import probabilities
 from diffseg.detect.metrics import Accumulator, attribution_pred, binary_view, confusion, edited_counts
@@ -208,6 +208,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, cfg
         net.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):  # its per-epoch flips (detect.flip)
+            train_set.set_epoch(epoch)
         losses, lr = [], optimizer.param_groups[0]["lr"]
         for x, y, _ in loader:
             optimizer.zero_grad(set_to_none=True)
@@ -252,10 +254,11 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
     dataset_classes = records.read_json(Path(cfg.dataset) / "classes.json")
     classes = task_classes(dataset_classes, task)
     unseen = params.crossgen.unseen  # generators never trained or validated on
-    keep = (lambda m: ~touched_by(unseen)(m)) if unseen else None
-    train_set = SegmentationSet(Path(cfg.dataset), ["train"], task, cfg.image_size, keep=keep, ignore=ignore)
-    val_set = SegmentationSet(Path(cfg.dataset), ["val"], task, cfg.image_size, keep=keep, ignore=ignore)
+    keep = seen_only(unseen)
     seed = keyed_seed(params.seed, "train", name)
+    train_set = SegmentationSet(Path(cfg.dataset), ["train"], task, cfg.image_size, keep=keep, ignore=ignore,
+                                flip_seed=seed if cfg.flip else None)
+    val_set = SegmentationSet(Path(cfg.dataset), ["val"], task, cfg.image_size, keep=keep, ignore=ignore)
     torch.manual_seed(seed % (1 << 32))
     model = zoo.build(spec.arch, spec.encoder, len(classes), spec.encoder_weights)
     device = pick_device(params.detect.device)
