@@ -1,7 +1,9 @@
 """Shared fixtures: the real params schema, shrunk, and a repository-shaped work folder."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,20 @@ def twins_dir(tmp_path_factory) -> Path:
 def link_twins(twins_dir: Path, workdir: Path) -> None:
     (workdir / "models").mkdir(exist_ok=True)
     os.symlink(twins_dir, workdir / "models" / "twins")
+
+
+def schema_keys(cls, prefix: str = ""):
+    """Dotted keys of every leaf field of a params dataclass; a list of sections stands for its first item and
+    an optional section (``Optional[Lora]``) for its fields."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key, hint = f"{prefix}{f.name}", hints[f.name]
+        inner = typing.get_args(hint)[0] if typing.get_args(hint) else None
+        if dataclasses.is_dataclass(hint):
+            yield from schema_keys(hint, f"{key}.")
+        elif typing.get_origin(hint) is typing.Union and dataclasses.is_dataclass(inner):
+            yield from schema_keys(inner, f"{key}.")
+        elif typing.get_origin(hint) is list and dataclasses.is_dataclass(inner):
+            yield from schema_keys(inner, f"{key}[0].")
+        else:
+            yield key

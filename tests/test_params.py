@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import re
 import subprocess
 import sys
-import typing
 
 import pytest
 import yaml
 
-from conftest import ROOT, repo_params, write_params
+from conftest import ROOT, repo_params, schema_keys, write_params
 from diffseg import params
 
 
@@ -216,21 +214,8 @@ def test_out_of_range_values_stop_with_the_key(tmp_path, key, value, message):
     assert message in str(err.value)
 
 
-def _schema_keys(cls, prefix=""):
-    """Dotted keys of every leaf field of the schema; a list of sections stands for its first item."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        key, hint = f"{prefix}{f.name}", hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            yield from _schema_keys(hint, f"{key}.")
-        elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
-            yield from _schema_keys(typing.get_args(hint)[0], f"{key}[0].")
-        else:
-            yield key
-
-
-DEVICE_KEYS = [k for k in _schema_keys(params.Params) if k.rsplit(".", 1)[-1] == "device"]
-DTYPE_KEYS = [k for k in _schema_keys(params.Params) if k.rsplit(".", 1)[-1] == "dtype"]
+DEVICE_KEYS = [k for k in schema_keys(params.Params) if k.rsplit(".", 1)[-1] == "device"]
+DTYPE_KEYS = [k for k in schema_keys(params.Params) if k.rsplit(".", 1)[-1] == "dtype"]
 
 
 def test_every_device_and_dtype_field_is_found():

@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import typing
 
 import httpx2
 import pytest
 from huggingface_hub import HfApi, ModelInfo, constants, hf_raise_for_status
 
-from conftest import ROOT
+from conftest import ROOT, schema_keys
 from diffseg import cli, params, pin
 
 PAPER = ROOT / "configs" / "paper.yaml"
@@ -71,23 +70,9 @@ def paper(workdir):
     return path
 
 
-def _revision_keys(cls, prefix=""):
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        key, hint = f"{prefix}{f.name}", hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            yield from _revision_keys(hint, f"{key}.")
-        elif typing.get_origin(hint) is typing.Union and dataclasses.is_dataclass(typing.get_args(hint)[0]):
-            yield from _revision_keys(typing.get_args(hint)[0], f"{key}.")  # Optional[section]
-        elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
-            yield from _revision_keys(typing.get_args(hint)[0], f"{key}[0].")
-        elif f.name.endswith("revision"):
-            yield key
-
-
 def test_every_revision_field_of_the_schema_has_its_checkpoint():
     refs = params.load(PAPER).hub_refs()
-    assert {re.sub(r"\[\d+\]", "[0]", ref.revision_key) for ref in refs} == set(_revision_keys(params.Params)) == {
+    assert {re.sub(r"\[\d+\]", "[0]", ref.revision_key) for ref in refs} == {k for k in schema_keys(params.Params) if k.endswith("revision")} == {
         "propose.vlm.revision", "propose.grounding.detector_revision", "edit.generators[0].revision",
         "edit.generators[0].prior_revision", "edit.generators[0].lora.revision", "filter.vlm.revision",
         "baselines.univfd.revision"}
