@@ -122,7 +122,8 @@ def test_the_synthesize_stage_deps_are_its_import_closure(tmp_path):
     (tmp_path / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
     closures = graph.stage_closures(tmp_path)
     assert sorted(m for m in closures["synthesize@synthetic"] if not m.startswith("diffseg.synthesize")) == [
-        "diffseg.images", "diffseg.records", "diffseg.runtime", "diffseg.seeding"]
+        "diffseg.images", "diffseg.masks", "diffseg.records", "diffseg.resampling", "diffseg.runtime",
+        "diffseg.seeding"]
     assert [p for p in graph.check_deps(tmp_path) if p.startswith("synthesize")] == []
 
 
