@@ -75,7 +75,8 @@ def test_three_turns_and_assemble(project):
     p = _params(project)
     for turn in p.turn_names:
         _run_turn(p, turn)
-    stats = assemble.run(p, records.DATASET_DIR, project / "metrics" / "dataset.json")
+    stats = assemble.run(p, records.DATASET_DIR, project / "metrics" / "dataset.json",
+                         project / "metrics" / "dataset_plots")
     data = records.StateDir(records.DATASET_DIR)
     classes = records.read_json(data.root / "classes.json")
     assert classes == p.classes
