@@ -27,7 +27,8 @@ def test_layout_and_label_colours(tmp_path):
     canvas = records.read_rgb(tmp_path / "samples.png")
     pair_w, pair_h = 2 * figure.TILE + figure.GAP, figure.TITLE_H + figure.TILE
     legend_h = figure.GAP + figure.LEGEND_ROW_H  # two classes shown: one legend row
-    assert canvas.shape == (figure.GAP + 2 * (pair_h + figure.GAP) + legend_h, figure.GAP + 2 * (pair_w + figure.GAP), 3)
+    height, width = figure.GAP + 2 * (pair_h + figure.GAP) + legend_h, figure.GAP + 2 * (pair_w + figure.GAP)
+    assert canvas.shape == (height, width, 3)
     # Most edits first, then the larger edited share, then the id; the never-edited image comes last.
     order = images.sort_values(["n_edits", "edited_fraction", "image_id"], ascending=[False, False, True])
     assert [p.image_id for p in places] == list(order["image_id"])
