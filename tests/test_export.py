@@ -36,7 +36,7 @@ def dataset(tmp_path_factory, twins_dir):
             propose_stage.run(p, turn, records.turn_dir(turn, "plan"))
             edit_stage.run(p, turn, records.turn_dir(turn, "edit"))
             filter_stage.run(p, turn, records.turn_dir(turn, "state"))
-        assemble.run(p, records.DATASET_DIR, root / "metrics" / "dataset.json")
+        assemble.run(p, records.DATASET_DIR, root / "metrics" / "dataset.json", root / "metrics" / "dataset_plots")
         assert cli.main(["export"]) == 0  # the command a user runs, with its defaults
     return root
 

@@ -244,7 +244,7 @@ def test_a_lora_generator_held_out_as_the_unseen_generator(workdir, monkeypatch)
     propose_stage.run(p, "t1", records.turn_dir("t1", "plan"))
     edit_stage.run(p, "t1", records.turn_dir("t1", "edit"))
     filter_stage.run(p, "t1", records.turn_dir("t1", "state"))
-    assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json")
+    assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json", workdir / "metrics" / "dataset_plots")
 
     root = Path(p.detect.dataset)
     manifest = records.StateDir(root).manifest().set_index("image_id")

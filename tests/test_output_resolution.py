@@ -61,7 +61,7 @@ def _run(p: params_mod.Params, workdir: Path) -> dict:
         propose_stage.run(p, turn, records.turn_dir(turn, "plan"))
         edit_stage.run(p, turn, records.turn_dir(turn, "edit"))
         filter_stage.run(p, turn, records.turn_dir(turn, "state"))
-    assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json")
+    assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json", workdir / "metrics" / "dataset_plots")
     return records.read_json(records.DATASET_DIR / "cues.json")
 
 

@@ -138,7 +138,7 @@ def _run(folder: Path, shared: Path, turns: dict, final: str) -> params_mod.Para
         propose_stage.run(p, turn, records.turn_dir(turn, "plan"))
         edit_stage.run(p, turn, records.turn_dir(turn, "edit"))
         filter_stage.run(p, turn, records.turn_dir(turn, "state"))
-    assemble.run(p, records.DATASET_DIR, folder / "metrics" / "dataset.json")
+    assemble.run(p, records.DATASET_DIR, folder / "metrics" / "dataset.json", folder / "metrics" / "dataset_plots")
     return p
 
 

@@ -75,7 +75,8 @@ def test_three_turns_and_assemble(project):
     p = _params(project)
     for turn in p.turn_names:
         _run_turn(p, turn)
-    stats = assemble.run(p, records.DATASET_DIR, project / "metrics" / "dataset.json")
+    stats = assemble.run(p, records.DATASET_DIR, project / "metrics" / "dataset.json",
+                         project / "metrics" / "dataset_plots")
     data = records.StateDir(records.DATASET_DIR)
     classes = records.read_json(data.root / "classes.json")
     assert classes == p.classes
@@ -100,6 +101,12 @@ def test_three_turns_and_assemble(project):
     assert (records.DATASET_DIR / "figures" / "samples.png").stat().st_size > 10_000
     assert "Offline profile" in (records.DATASET_DIR / "README.md").read_text()
     assert records.read_json(project / "metrics" / "dataset.json")["dataset"]["n_images"] == 6
+    # The plot data agrees with the manifest and the metadata.
+    turns = pd.read_csv(project / "metrics" / "dataset_plots" / "turns_per_image.tsv", sep="\t")
+    assert dict(zip(turns["edits"], turns["images"])) == {k: int((manifest["n_edits"] == k).sum())
+                                                          for k in range(manifest["n_edits"].max() + 1)}
+    per_generator = pd.read_csv(project / "metrics" / "dataset_plots" / "edits_per_generator.tsv", sep="\t")
+    assert per_generator["edits"].sum() == (meta["decision"] == "accepted").sum() == stats["n_edits"]
 
 
 def _nan_generator(project, twins_dir) -> dict:

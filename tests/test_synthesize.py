@@ -188,7 +188,8 @@ def test_an_offline_run_with_synthetic_base_images(workdir):
     plan = propose_stage.run(p, "t1", records.turn_dir("t1", "plan")).set_index("image_id")
     edit_stage.run(p, "t1", records.turn_dir("t1", "edit"))
     history = filter_stage.run(p, "t1", records.turn_dir("t1", "state")).set_index("image_id")
-    stats = assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json")
+    stats = assemble.run(p, records.DATASET_DIR, workdir / "metrics" / "dataset.json",
+                         workdir / "metrics" / "dataset_plots")
 
     data = records.StateDir(records.DATASET_DIR)
     manifest = data.manifest().set_index("image_id")

@@ -10,13 +10,13 @@ the run before any work, naming the key. DVC runs these from the repository root
     diffseg annotation_quality  # metrics/annotation_quality.json and .md (every turn's summary)
     diffseg edit t1           # data/turns/t1/edit
     diffseg filter t1         # data/turns/t1/state
-    diffseg assemble          # data/dataset, metrics/dataset.json
+    diffseg assemble          # data/dataset, metrics/dataset.json, metrics/dataset_plots
     diffseg train segformer   # models/detectors/segformer, metrics/train/segformer
     diffseg evaluate segformer
     diffseg robustness segformer
     diffseg crossgen sd2      # metrics/crossgen/sd2.json
     diffseg baseline cnnspot  # models/baselines/cnnspot, metrics/baselines/cnnspot.json (also: univfd)
-    diffseg predict photo.jpg # ./photo_pred.png: a trained detector's overlay on any image
+    diffseg predict a.jpg shots/  # predictions/: a trained detector's overlays and scores.json
     diffseg official          # the official release (official.path) into detect.dataset
     diffseg official --inspect  # the values of the release's first 200 masks, and a mapping to start from
 
@@ -89,7 +89,7 @@ def _filter(p: params_mod.Params, args) -> None:
 def _assemble(p: params_mod.Params, args) -> None:
     from diffseg.dataset import assemble
 
-    assemble.run(p, records.DATASET_DIR, Path("metrics/dataset.json"))
+    assemble.run(p, records.DATASET_DIR, Path("metrics/dataset.json"), Path("metrics/dataset_plots"))
 
 
 def _train(p: params_mod.Params, args) -> None:
@@ -144,7 +144,8 @@ def _check_baseline(name: str) -> None:
 def _predict(p: params_mod.Params, args) -> None:
     from diffseg.detect import predict
 
-    predict.run(p, Path(args.image), args.detector, Path(args.out) if args.out else None)
+    predict.run(p, args.inputs, args.detector, Path(args.out) if args.out else None, args.format, args.batch_size,
+                Path(args.model) if args.model else None)
 
 
 def _official(p: params_mod.Params, args) -> None:
@@ -222,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "baseline":
             cmd.add_argument("name", help="image-level baseline from the registry in diffseg.detect.baselines")
         if name == "predict":
-            cmd.add_argument("image", help="any image file")
+            cmd.add_argument("inputs", nargs="+", help="image files, folders (read recursively) and quoted globs")
             cmd.add_argument("--detector", help="trained detector (default: the first of 'detect.detectors')")
-            cmd.add_argument("--out", help="overlay PNG (default: ./<image stem>_pred.png)")
+            cmd.add_argument("--model", help="a saved detector folder (config.json, model.safetensors) instead")
+            cmd.add_argument("--out", help="folder for the overlays and the scores file (default: ./predictions)")
+            cmd.add_argument("--format", default="json", choices=["json", "csv"], help="scores file format")
+            cmd.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
         if name == "official":
             cmd.add_argument("--inspect", action="store_true",
                              help="count the values of a sample of masks and suggest official.mask_values; "

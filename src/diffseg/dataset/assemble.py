@@ -10,6 +10,8 @@ Output (``data/dataset``):
   provenance), ``stats.json``, ``README.md`` (the dataset card) and ``figures/samples.png``;
 * ``cues.json`` with ``assemble.cues``: the resampling and JPEG-grid shortcut cues (:mod:`cues`).
 
+and, for ``dvc plots``, the statistics of :mod:`plots` in ``metrics/dataset_plots`` (git-tracked, small).
+
 With ``edit.output_resolution: generator`` an edited image keeps the size its last edit's generator
 composited it at, and a never-edited image is resampled (image, label, turn mask; once) to the native size
 of a generator drawn for it by key, as the planner draws an edit's generator, so neither the size nor a
@@ -26,7 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from diffseg import records, resampling
-from diffseg.dataset import card, cues, figure
+from diffseg.dataset import card, cues, figure, plots
 from diffseg.params import Params
 from diffseg.seeding import keyed_rng, keyed_unit
 
@@ -51,7 +53,7 @@ def assign_splits(source_ids: list[str], fractions: dict[str, float], seed: int)
     return split_of
 
 
-def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
+def run(params: Params, out_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
     final = records.StateDir(params.final_state)
     source = records.StateDir(records.SOURCE_DIR)
     out = records.StateDir(records.fresh_dir(out_dir))
@@ -105,6 +107,7 @@ def run(params: Params, out_dir: Path, metrics_path: Path) -> dict:
         metric.update({k: stats["attempts"][k] for k in _ATTEMPT_METRIC_KEYS})
     records.write_json(out.root / "stats.json", stats)
     records.write_json(metrics_path, {"dataset": metric})
+    plots.write(images, metadata, classes, records.fresh_dir(plots_dir))
     found = None
     if params.assemble.cues:
         found = cues.summarise(params, images, metadata, source_sizes, out)

@@ -1,29 +1,45 @@
-"""``diffseg predict IMAGE``: run a trained detector on any image and draw what it found.
+"""``diffseg predict INPUT...``: run a trained detector on image files, folders and globs, and draw what it found.
 
-Loads ``models/detectors/<name>`` (``--detector``, default the first of ``detect.detectors``) through
-:func:`diffseg.detect.zoo.load`, predicts a class per pixel, writes an overlay PNG (one colour per
-class, a legend with each class's share of the image) and prints the per-class area fractions and the
-image-level score of :func:`diffseg.detect.metrics.image_score` (>= 0.5 reads as "edited")::
+Loads ``models/detectors/<name>`` (``--detector``, default the first of ``detect.detectors``) or any saved
+detector folder (``--model DIR``) once through :func:`diffseg.detect.zoo.load`, then runs the images in
+batches of ``--batch-size``: a class per pixel, an overlay PNG per image (one colour per class, a legend
+with each class's share of the image) and the image-level score of
+:func:`diffseg.detect.metrics.image_score` (>= 0.5 reads as "edited"). All scores go into one file,
+``scores.json`` or ``scores.csv`` (``--format``), in the ``--out`` folder beside the overlays::
 
-    diffseg predict photo.jpg                       # -> ./photo_pred.png
-    diffseg predict photo.jpg --detector fcn8s --out /tmp/overlay.png
+    diffseg predict photo.jpg                                # -> predictions/photo_pred.png, predictions/scores.json
+    diffseg predict shots/ 'more/**/*.jpg' --format csv --out /tmp/run --batch-size 16
 
-Any image PIL reads works: grayscale, palette, 16-bit and transparent images are converted to 8-bit
-RGB as the source stage does. An unreadable, missing or non-image file is one error line (exit 2).
+A folder is read recursively (hidden files and the ``--out`` folder left out); a glob is expanded by
+Python (quote it so the shell does not). Any image PIL reads works: grayscale, palette, 16-bit and
+transparent images are converted to 8-bit RGB as the source stage does. A file that is not a readable
+image is skipped and recorded in the scores file with the reason; a path that does not exist, or a
+folder or glob with no file, stops the command before the model loads (one error line, exit 2).
 """
 from __future__ import annotations
 
 import contextlib
+import csv
+import glob
+import io
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from diffseg import records
+from diffseg.detect import zoo
+from diffseg.detect.metrics import binary_view, image_score
+from diffseg.detect.scoring import predict_probs, task_prediction
 from diffseg.errors import UserError
+from diffseg.overlays import class_colours, overlay, plt
 from diffseg.params import Params
+from diffseg.runtime import pick_device
 
+GLOB_CHARS = frozenset("*?[")  # an argument holding one of these, and naming no file, is a pattern
 MAX_SIDE = 2048  # a longer input is downsized: the detector sees image_size anyway, the overlay stays small
 MAX_PIXELS = 89_478_485  # PIL's decompression-bomb threshold: never decode more pixels than this
 LEGEND_ENTRY_INCHES = 1.8  # width of one legend entry ('authentic 100.0%' at 9 pt) when laying out columns
@@ -79,19 +95,49 @@ def load_image(path: Path, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXEL
     return np.ascontiguousarray(pixels), notes
 
 
-def predict(model: torch.nn.Module, config: dict, image: np.ndarray, device: str) -> tuple[np.ndarray, float]:
-    """The class map at the image's size and the image-level score, exactly as evaluate@<detector> computes them:
-    probabilities resized back to the image, the binary view P(edited) >= 0.5, the image score from that map."""
-    from diffseg.detect.metrics import binary_view, image_score
-    from diffseg.detect.scoring import predict_probs, task_prediction
+def expand_inputs(args: list[str], out: Path) -> list[Path]:
+    """The files that ``args`` name, in argument order, each folder and glob sorted, without repeats.
 
-    probs = predict_probs(model, [image], config["image_size"], device)[0]
-    return task_prediction(probs, config["task"]), image_score(binary_view(probs)[0])
+    Files inside ``out`` are left out of folders and globs, so predicting a folder twice never reads the
+    first run's overlays; a file named explicitly is always kept.
+    """
+    out = out.resolve()
+    files: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_file():
+            files.append(path)
+            continue
+        if path.is_dir():
+            found = [p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))]
+        elif GLOB_CHARS & set(arg):
+            found = [Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file()]
+        else:
+            raise UserError(f"{arg}: no such file or folder")
+        found = sorted(p for p in found if not p.resolve().is_relative_to(out))
+        if not found:
+            raise UserError(f"{arg}: {'a folder with no files' if path.is_dir() else 'no file matches this pattern'}"
+                            f"{' outside --out' if path.is_dir() or GLOB_CHARS & set(arg) else ''}")
+        files.extend(found)
+    return list(dict.fromkeys(files))
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def overlay_names(files: list[Path]) -> list[str]:
+    """``<stem>_pred.png`` per file; a stem seen before gets its occurrence number (``x_2_pred.png``)."""
+    seen: dict[str, int] = {}
+    names = []
+    for path in files:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        names.append(f"{path.stem}_pred.png" if seen[path.stem] == 1 else f"{path.stem}_{seen[path.stem]}_pred.png")
+    return names
 
 
 def draw(image: np.ndarray, label: np.ndarray, classes: list[str], areas: np.ndarray, title: str, path: Path) -> None:
     """The image with each predicted class overlaid in its colour, and a legend with its area share."""
-    from diffseg.overlays import class_colours, overlay, plt
     from matplotlib.patches import Patch
 
     colours = class_colours(len(classes))
@@ -111,34 +157,97 @@ def draw(image: np.ndarray, label: np.ndarray, classes: list[str], areas: np.nda
     plt.close(fig)
 
 
-def run(params: Params, image_path: Path, detector: str | None = None, out: Path | None = None) -> dict:
-    from diffseg.detect import zoo
-    from diffseg.runtime import pick_device
+def detector_folder(params: Params, detector: str | None, model: Path | None) -> Path:
+    if detector and model:
+        raise UserError("give --detector or --model, not both")
+    folder = Path(model) if model else Path("models/detectors") / (detector or next(iter(params.detect.detectors)))
+    if (folder / "config.json").is_file():
+        return folder
+    if model:
+        raise UserError(f"--model {folder}: not a saved detector (no config.json in it)")
+    raise UserError(f"no trained detector '{folder.name}' in {folder}: run `dvc repro train@{folder.name}` first, "
+                    f"or pick another with --detector or --model")
 
-    name = detector or next(iter(params.detect.detectors))
-    folder = Path("models/detectors") / name
-    if not (folder / "config.json").is_file():
-        raise UserError(f"no trained detector '{name}' in {folder}: run `dvc repro train@{name}` first, "
-                        f"or pick another with --detector")
-    image_path = Path(image_path)
-    out = Path(out) if out is not None else Path.cwd() / f"{image_path.stem}_pred.png"
-    if out.suffix.lower() != ".png":
-        raise UserError(f"--out {out}: the overlay is a PNG, so the name must end in .png")
-    if out.exists() and image_path.exists() and out.resolve() == image_path.resolve():
-        raise UserError(f"--out {out} is the input image; choose another name")
-    image, notes = load_image(image_path)
+
+def run(params: Params, inputs: list[str], detector: str | None = None, out: Path | None = None,
+        fmt: str = "json", batch_size: int = 8, model_dir: Path | None = None) -> dict:
+    """Predict every image ``inputs`` name; returns what the scores file holds."""
+    started = time.perf_counter()
+    out = Path(out) if out is not None else Path("predictions")
+    if fmt not in ("json", "csv"):
+        raise UserError(f"--format {fmt}: must be json or csv")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file; give the folder for the overlays and the scores")
+    files = expand_inputs(inputs, out)
+    folder = detector_folder(params, detector, model_dir)
     device = pick_device(params.detect.device)
     model, config = zoo.load(folder, device)
-    label, score = predict(model, config, image, device)
+    startup = time.perf_counter() - started
     classes = config["classes"]
-    areas = np.bincount(label.ravel(), minlength=len(classes)) / label.size
-    verdict = "edited" if score >= 0.5 else "authentic"
-    draw(image, label, classes, areas, f"{name}: image score {score:.3f} ({verdict})", out)
-    size = f"{image.shape[1]}x{image.shape[0]}"
-    print(f"{image_path} ({'; '.join([size, *notes])}), detector {name} ({config['task']}, {len(classes)} classes)")
-    for cls, area in zip(classes, areas):
-        print(f"  {cls:<16} {area:8.2%}")
-    print(f"image score {score:.4f} ({verdict}: >= 0.5 reads as edited)")
-    print(f"overlay: {out}")
-    return {"detector": name, "areas": dict(zip(classes, map(float, areas))), "image_score": score,
-            "notes": notes, "out": str(out)}
+    rows = []
+    names = overlay_names(files)
+    with tqdm(total=len(files), desc="predict", unit="img", disable=None) as bar:
+        for first in range(0, len(files), batch_size):
+            batch = list(zip(files[first:first + batch_size], names[first:first + batch_size]))
+            rows += _predict_batch(model, config, device, batch, out, folder.name, bar)
+    n_ok = sum(row["status"] == "ok" for row in rows)
+    elapsed = time.perf_counter() - started - startup
+    result = {"detector": folder.name, "task": config["task"], "classes": classes, "images": rows}
+    scores = out / f"scores.{fmt}"
+    if n_ok and fmt == "json":  # nothing predicted: the error line below says why, and no empty table is written
+        records.write_json(scores, result, sort_keys=False)  # classes in their class-id order
+    elif n_ok:
+        records.write_bytes(scores, _csv(result))
+    skipped = len(rows) - n_ok
+    print(f"detector {folder.name} ({config['task']}, {len(classes)} classes) loaded in {startup:.1f} s; "
+          f"{n_ok} image(s) in {elapsed:.1f} s ({n_ok / max(elapsed, 1e-9):.2f} images/s), {skipped} skipped")
+    if not n_ok:
+        raise UserError(f"no readable image among the {len(files)} file(s) given")
+    print(f"scores: {scores}; overlays in {out}")
+    return result
+
+
+def _predict_batch(model, config: dict, device: str, batch: list[tuple[Path, str]], out: Path, name: str,
+                   bar) -> list[dict]:
+    """One forward pass over the readable images of ``batch``; a row per file, skipped ones with their reason."""
+    rows, images = [], []
+    for path, overlay_name in batch:
+        try:
+            image, notes = load_image(path)
+        except UserError as err:
+            rows.append({"path": str(path), "status": "skipped", "reason": str(err).removeprefix(f"{path}: ")})
+            bar.write(f"skipped {path}: {rows[-1]['reason']}", file=sys.stderr)
+            continue
+        rows.append({"path": str(path), "status": "ok", "reason": "", "width": int(image.shape[1]),
+                     "height": int(image.shape[0]), "notes": "; ".join(notes), "overlay": str(out / overlay_name)})
+        images.append(image)
+    ok = [row for row in rows if row["status"] == "ok"]
+    classes = config["classes"]
+    for row, image, probs in zip(ok, images, predict_probs(model, images, config["image_size"], device)):
+        label = task_prediction(probs, config["task"])
+        score = image_score(binary_view(probs)[0])
+        areas = np.bincount(label.ravel(), minlength=len(classes)) / label.size
+        verdict = "edited" if score >= 0.5 else "authentic"
+        draw(image, label, classes, areas, f"{name}: image score {score:.3f} ({verdict})", Path(row["overlay"]))
+        row.update(image_score=round(score, 6), verdict=verdict,
+                   areas={cls: round(float(a), 6) for cls, a in zip(classes, areas)})
+        bar.write(f"{row['path']}: image score {score:.4f} ({verdict})")
+    bar.update(len(batch))
+    return rows
+
+
+CSV_FIELDS = ["path", "status", "reason", "width", "height", "image_score", "verdict"]
+
+
+def _csv(result: dict) -> bytes:
+    """The scores as CSV: a row per file and an ``area_<class>`` column per class."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, CSV_FIELDS + [f"area_{c}" for c in result["classes"]] + ["notes", "overlay"],
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in result["images"]:
+        areas = {f"area_{c}": a for c, a in row.get("areas", {}).items()}
+        writer.writerow({**{k: v for k, v in row.items() if k != "areas"}, **areas})
+    return text.getvalue().encode()
