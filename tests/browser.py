@@ -77,14 +77,18 @@ class Browser:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def open(self, url: str, timeout: float = 30) -> None:
+    def wait(self, expression: str, timeout: float = 30) -> None:
+        """Poll until ``expression`` is true in the page."""
+        deadline = time.monotonic() + timeout
+        while self.evaluate(expression) is not True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still false after {timeout} s: {expression}")
+            time.sleep(0.05)
+
+    def open(self, url: str) -> None:
         """Load ``url`` and wait until the page and its images have loaded."""
         self._send("Page.navigate", self.session, url=url)
-        deadline = time.monotonic() + timeout
-        while self.evaluate(f"location.href === {json.dumps(url)} && document.readyState === 'complete'") is not True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not load within {timeout} s")
-            time.sleep(0.05)
+        self.wait(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
 
     def screenshot(self, path: Path) -> None:
         data = self._send("Page.captureScreenshot", self.session, format="png", captureBeyondViewport=False)["data"]
