@@ -119,5 +119,9 @@ if __name__ == "__main__":
     width, height = map(int, (sys.argv[3] if len(sys.argv) > 3 else "1200x900").split("x"))
     with Browser(width, height) as browser:
         browser.open(Path(path).resolve().as_uri() + (f"#{fragment}" if fragment else ""))
+        # Lazy images load only near the viewport: wait for those, then give them a frame to paint.
+        shown = "Array.from(document.images).filter(i => i.getBoundingClientRect().top < innerHeight)"
+        browser.wait(f"{shown}.every(i => i.complete)")
+        browser.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         browser.screenshot(out)
     print(f"{out}: screenshot of {sys.argv[1]}")
