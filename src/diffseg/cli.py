@@ -26,6 +26,7 @@ Tools that need no ``params.yaml`` (they work on the repository and its outputs)
     diffseg profile paper     # params.yaml <- configs/paper.yaml (or offline); no name: show the current one
     diffseg pin --write       # every hub id of params.yaml pinned to its current commit (--params PATH)
     diffseg export            # data/dataset as a Hugging Face datasets folder in data/export
+    diffseg browse            # data/dataset as a static site in data/browse (open data/browse/index.html)
 """
 from __future__ import annotations
 
@@ -200,8 +201,15 @@ def _export(args) -> int:
     return 0
 
 
+def _browse(args) -> int:
+    from diffseg.dataset.browse import site
+
+    site.run(Path(args.dataset), Path(args.out), Path(args.turns) if args.turns else None, Path(args.source))
+    return 0
+
+
 # Tools: no params.yaml needed; each returns the exit status.
-TOOLS = {"check-metrics": _check_metrics, "profile": _profile, "pin": _pin, "export": _export}
+TOOLS = {"check-metrics": _check_metrics, "profile": _profile, "pin": _pin, "export": _export, "browse": _browse}
 PER_TURN = {"propose", "edit", "filter"}
 PER_DETECTOR = {"train", "evaluate", "robustness"}
 
@@ -278,6 +286,13 @@ def _add_tools(sub) -> None:
     exp = sub.add_parser("export", help="the dataset as a Hugging Face datasets folder")
     exp.add_argument("--dataset", default=str(records.DATASET_DIR), help="assembled dataset (default: %(default)s)")
     exp.add_argument("--out", default="data/export", help="output folder (default: %(default)s)")
+    browse = sub.add_parser("browse", help="the dataset as a static site: a filterable grid and a page per image")
+    browse.add_argument("--dataset", default=str(records.DATASET_DIR), help="assembled dataset (default: %(default)s)")
+    browse.add_argument("--out", default="data/browse", help="output folder, replaced whole (default: %(default)s)")
+    browse.add_argument("--turns", help="the pipeline's per-turn states (data/turns): the turn strip shows the state "
+                        "after each turn instead of the final image")
+    browse.add_argument("--source", default=str(records.SOURCE_DIR),
+                        help="with --turns, the state before the first turn (default: %(default)s)")
 
 
 if __name__ == "__main__":
