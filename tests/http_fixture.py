@@ -6,6 +6,7 @@ so resumption can be tested without the internet.
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,6 +19,7 @@ class FileServer:
         cut_after: the next response body stops after this many bytes and the connection closes (once).
         missing: URL paths (e.g. ``"/val2017/1.jpg"``) answered with 404 although the file exists.
         ignore_range: answer 200 with the whole file even when a range is asked for.
+        delay: seconds to pause before each 64 KiB of a body (a slow server, so a test can stop a client mid-file).
     ``requests`` logs (path, Range header or None) for every request, in order of arrival.
     """
 
@@ -26,6 +28,7 @@ class FileServer:
         self.cut_after: int | None = None
         self.missing: set[str] = set()
         self.ignore_range = False
+        self.delay = 0.0
         self.requests: list[tuple[str, str | None]] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -92,7 +95,10 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if cut is not None:
                 body = body[:cut]
                 self.close_connection = True
-            self.wfile.write(body)
+            for start in range(0, len(body), 1 << 16):
+                if server.delay:
+                    time.sleep(server.delay)
+                self.wfile.write(body[start:start + (1 << 16)])
 
         def log_message(self, *args) -> None:  # keep pytest output clean
             pass

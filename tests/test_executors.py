@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, repo_params, write_params
-from diffseg import cli, records
+from diffseg import cli, records, resume
 from diffseg.edit import journal
 from diffseg.edit import stage as edit_stage
 from diffseg.propose import stage as propose_stage
@@ -55,11 +55,11 @@ def test_ray_on_two_nodes_writes_the_inprocess_bytes(project, ray_cluster, capsy
     assert "on worker 0" in out and "on worker 1" in out  # both generators ran, one on each worker
     assert (manifest["status"] == records.OK).sum() >= 2
     assert _tree(records.turn_dir("t1", "edit")) == _tree(project / "inprocess")
-    assert not any(journal.ROOT.glob("edit-t1/*"))
+    assert not resume.ROOT.exists()  # the journal and the folders above it are gone
 
 
 def _journaled(project) -> list[Path]:
-    return list((project / journal.ROOT).glob("edit-t1/*/batches/*.json"))
+    return list((project / resume.ROOT).glob("edit-t1/*/batches/*.json"))
 
 
 @pytest.mark.slow
@@ -82,24 +82,24 @@ def test_killed_edit_resumes_without_redoing_finished_batches(project):
                                             second.stdout).groups())
     assert reused == finished and ran == total - finished and ran >= 1
     assert _tree(project / records.turn_dir("t1", "edit")) == _tree(project / "uninterrupted")
-    assert not _journaled(project)
+    assert not (project / resume.ROOT).exists()  # no journal, no empty edit-t1/ folder
 
 
 def test_a_journal_of_other_inputs_is_never_reused(workdir):
-    old = journal.Journal("edit-t1", journal.fingerprint(["plan A"]))
+    old = journal.Journal("edit-t1", resume.fingerprint(["plan A"]))
     old.record(0, [{"image_id": "a"}], retry=False)
     old.record(1, [{"image_id": "b"}], retry=True)
-    assert journal.Journal("edit-t1", journal.fingerprint(["plan A"])).finished() == {0}  # errors run again
-    new = journal.Journal("edit-t1", journal.fingerprint(["plan B"]))
+    assert journal.Journal("edit-t1", resume.fingerprint(["plan A"])).finished() == {0}  # errors run again
+    new = journal.Journal("edit-t1", resume.fingerprint(["plan B"]))
     assert new.finished() == set() and not old.root.exists()
 
 
 def test_fingerprint_follows_file_content(workdir):
     path = workdir / "mask.png"
     path.write_bytes(b"one")
-    first = journal.fingerprint([path])
+    first = resume.fingerprint([path])
     path.write_bytes(b"two")
-    assert journal.fingerprint([path]) != first
+    assert resume.fingerprint([path]) != first
 
 
 @pytest.mark.parametrize("address, message", [

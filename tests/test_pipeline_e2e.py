@@ -1,8 +1,9 @@
 """End to end: `dvc repro` of the offline profile in a temporary clone, then the dataset invariants.
 
 One clone serves every check, in order: the full run (generation and benchmark), its metrics against
-the committed ones (`diffseg check-metrics`, the CI reproduction check), the dataset contracts, the
-benchmark outputs and plots, a no-op second run, a robustness-level change that must re-run only
+the committed ones (`diffseg check-metrics`, the CI reproduction check), the dataset contracts, a second
+run of the generation half from scratch in another folder (same output hashes), the benchmark outputs
+and plots, a no-op second run, a robustness-level change that must re-run only
 `robustness@*` and `report`, and a filter-threshold change that must re-run the filters and what
 follows but no earlier edit.
 """
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from clone_fixture import make_clone
 from conftest import ROOT
 from diffseg import records
 
@@ -120,6 +122,27 @@ def test_dataset_invariants(clone):
         mask = records.PlanDir(dest / f"data/turns/{row.turn}/plan").mask(row.image_id)
         assert np.array_equal(before[~mask], after[~mask]), (row.image_id, row.turn)
         assert not np.array_equal(before[mask], after[mask])
+
+
+def _outs(lock: Path) -> dict[str, list]:
+    """Each stage's outputs as its dvc.lock records them: path, md5, file count, size."""
+    stages = yaml.safe_load(lock.read_text())["stages"]
+    return {name: sorted((o["path"], o.get("md5"), o.get("nfiles"), o.get("size")) for o in stage.get("outs", []))
+            for name, stage in stages.items()}
+
+
+def test_a_run_from_scratch_elsewhere_gives_the_same_hashes(clone, tmp_path):
+    """A second clone in another temporary folder, generation half only (a second benchmark half would add
+    about ten minutes): every stage through ``assemble`` writes outputs of the same hashes as the first run.
+
+    Runs before any test below changes params.
+    """
+    dest, env, _ = clone
+    other, other_env = make_clone(tmp_path / "elsewhere")
+    _sh(["dvc", "repro", "assemble"], other, other_env)
+    first, second = _outs(dest / "dvc.lock"), _outs(other / "dvc.lock")
+    assert "assemble" in second and "source" in second and not second.keys() - first.keys()
+    assert {name: first[name] for name in second} == second
 
 
 def test_second_repro_runs_nothing(clone):

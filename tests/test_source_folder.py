@@ -31,7 +31,7 @@ EXPECT = {
     "sub/c.webp": ("ok", "", 70, 70),
     "sub/deeper/d.bmp": ("ok", "", 64, 80),
     "sub/broken.jpg": ("skipped", "corrupt or unsupported image: UnidentifiedImageError: cannot identify image "
-                                  "file 'broken.jpg'", 0, 0),
+                                  "file 'sub/broken.jpg'", 0, 0),
     "tiny.png": ("skipped", "smaller than min_side=64 (40x30)", 0, 0),
 }
 IGNORED = ["notes.txt", ".hidden.png", ".thumbnails/a.png"]

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from diffseg import records
 from diffseg.detect import distributed, zoo
+from diffseg.detect.checkpoint import EpochJournal, fingerprint
 from diffseg.detect.data import IGNORE, NO_IGNORE, SegmentationSet, ignored_label, seen_only, task_classes
 from diffseg.detect.distributed import World
 from diffseg.detect.infer import probabilities
@@ -183,13 +184,15 @@ LOGGED = {"loss": "train/loss", "lr": "train/lr", "val_miou": "val/miou", "val_i
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Detect, classes: list[str],
-        seed: int, device: str, live=None, world: World | None = None) -> list[dict]:
+        seed: int, device: str, live=None, world: World | None = None,
+        journal: EpochJournal | None = None) -> list[dict]:
     """Train ``model`` in place and leave it holding the kept epoch's weights (:func:`kept_epoch`).
 
     Returns one record per epoch: loss, lr (of the epoch's last step) and, with a non-empty
     ``val_set``, val_miou and val_iou_edited. Without val the last epoch is kept. ``world`` is None
     for one plain process, else this process's place among the DDP processes (every process sees the
-    same summed val counts, so all keep the same epoch).
+    same summed val counts, so all keep the same epoch). With a ``journal`` the state after every epoch
+    is saved there, and a saved state is resumed from (the epochs it holds are logged to ``live`` again).
     """
     torch.manual_seed(seed % (1 << 32))
     # warn_only: a few CUDA kernels have no deterministic variant; CPU runs are exact.
@@ -204,7 +207,15 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, cfg
     validating = val_set is not None and len(val_set) > 0
     history, kept_state = [], None
     main = world is None or world.main
-    for epoch in tqdm(range(cfg.epochs), desc="epochs", unit="epoch", disable=not main):
+    saved = journal.load() if journal is not None else None
+    if saved is not None:
+        history, kept_state = _restore(saved, model, optimizer, scheduler, loader.generator, device)
+        for record in history:
+            _log(live, record)
+        if main:
+            print(f"resuming after epoch {len(history) - 1} of an interrupted run")
+    for epoch in tqdm(range(len(history), cfg.epochs), desc="epochs", unit="epoch", initial=len(history),
+                      total=cfg.epochs, disable=not main):
         net.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -231,14 +242,41 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, cfg
         history.append(record)
         if validating and kept_epoch(history) == epoch:  # best so far: its weights may be the ones kept
             kept_state = snapshot(model)
-        if live is not None:
-            for key, value in record.items():
-                if key in LOGGED and value is not None:
-                    live.log_metric(LOGGED[key], value)
-            live.next_step()
+        if journal is not None:
+            journal.save(_state(history, kept_state, model, optimizer, scheduler, loader.generator, device))
+        _log(live, record)
     if kept_state is not None:
         model.load_state_dict(kept_state)
     return history
+
+
+def _log(live, record: dict) -> None:
+    if live is not None:
+        for key, value in record.items():
+            if key in LOGGED and value is not None:
+                live.log_metric(LOGGED[key], value)
+        live.next_step()
+
+
+def _state(history: list[dict], kept_state: dict | None, model: torch.nn.Module, optimizer, scheduler,
+           generator: torch.Generator, device: str) -> dict:
+    """What the next epoch depends on, for :class:`EpochJournal` (tensors, numbers and lists only)."""
+    return {"history": history, "kept": kept_state, "model": snapshot(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None}
+
+
+def _restore(state: dict, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator,
+             device: str) -> tuple[list[dict], dict | None]:
+    """Put a :func:`_state` back; return its history and kept weights."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    generator.set_state(state["loader_rng"])
+    if device == "cuda" and state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"])
+    return state["history"], state["kept"]
 
 
 def detector_task(cfg: Detect, name: str) -> str:
@@ -270,9 +308,12 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
               f"images, task {task} ({len(classes)} classes), lr {cfg.lr} {cfg.schedule} "
               f"(warmup {cfg.warmup_epochs} epoch(s))" + (f", without the images of {unseen}" if unseen else ""))
         out_dir = records.fresh_dir(out_dir)
+    journal = EpochJournal(name, fingerprint(Path(cfg.dataset), cfg, {
+        "name": name, "seed": seed, "task": task, "unseen": unseen, "device": device,
+        "processes": world.size if world else 1}), writer=main)
     logger = Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None) if main else contextlib.nullcontext()
     with logger as live:
-        history = fit(model, train_set, val_set, cfg, classes, seed, device, live, world)
+        history = fit(model, train_set, val_set, cfg, classes, seed, device, live, world, journal)
     kept = kept_epoch(history)
     val_iou = history[kept].get("val_iou_edited")
     if main:
@@ -285,6 +326,7 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
         print(f"train@{name}: kept epoch {kept} of {len(history)} (val IoU edited "
               f"{None if val_iou is None else round(val_iou, 4)}, val mIoU "
               f"{history[kept].get('val_miou')}); final loss {history[-1]['loss']:.4f}")
+        journal.remove()
     if world is not None:
         distributed.teardown()
     return {"history": history, "kept_epoch": kept}

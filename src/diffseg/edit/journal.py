@@ -1,7 +1,6 @@
 """Progress of ``edit@<turn>`` kept outside its output, so a killed run resumes where it stopped.
 
-DVC deletes a stage's outputs before it runs the stage, so finished work cannot wait in the output
-folder. It waits in ``data/cache/resume/edit-<turn>/<fingerprint>/`` (git-ignored, no stage's output):
+Finished work waits in ``data/cache/resume/edit-<turn>/<fingerprint>/`` (:mod:`diffseg.resume`):
 ``items/`` holds the finished items' files, laid out like a state folder, and ``batches/<index>.json``
 the manifest rows of each finished batch. A batch's JSON is written last, atomically, so a batch
 counts as finished only once all its files are in place; a kill loses at most the batches in flight.
@@ -13,39 +12,17 @@ memory) are journaled for the run's own manifest but run again on a restart.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
-from typing import Iterable
 
-from diffseg import records
-
-ROOT = Path("data/cache/resume")
-
-
-def fingerprint(parts: Iterable[bytes | str | Path]) -> str:
-    """SHA-256 over ``parts``; a Path contributes its name and its content (absent files count too)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            digest.update(part.name.encode() + b"\0")
-            if part.is_file():
-                with part.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-            else:
-                digest.update(b"<absent>")
-        else:
-            digest.update(part.encode() if isinstance(part, str) else part)
-        digest.update(b"\0\0")
-    return digest.hexdigest()
+from diffseg import records, resume
 
 
 class Journal:
     """The finished batches of one stage run, keyed by the fingerprint of its inputs."""
 
     def __init__(self, stage: str, key: str):
-        home = ROOT / stage
+        home = resume.ROOT / stage
         self.root = home / key[:32]
         if home.is_dir():
             for old in home.iterdir():  # stale: other inputs, other code
@@ -71,5 +48,5 @@ class Journal:
         return records.read_json(self._batch(index))["rows"]
 
     def remove(self) -> None:
-        if self.root.is_dir():  # a run with nothing to edit (e.g. a retry round with nothing to retry) wrote none
-            shutil.rmtree(self.root)
+        """Remove the journal, and the folders above it that it leaves empty."""
+        resume.discard(self.root)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from diffseg import masks, records, resampling
+from diffseg import masks, records, resampling, resume
 from diffseg.edit import executors, families, journal
 from diffseg.edit.jobs import Inputs, Job, Outcome
 from diffseg.params import Params
@@ -115,11 +115,11 @@ def _fingerprint(params: Params, turn_index: int, prev: records.StateDir, plan: 
     settings = dataclasses.asdict(params.edit)
     del settings["executor"], settings["ray"]  # where batches run does not change what they produce
     package = Path(records.__file__).parent
-    base = ("records.py", "masks.py", "runtime.py", "resampling.py")
+    base = ("records.py", "masks.py", "runtime.py", "resampling.py", "resume.py")
     code = sorted((package / "edit").glob("*.py")) + [package / name for name in base]
     files = [p for image_id in todo["image_id"] for p in (
         prev.image_path(image_id), prev.label_path(image_id), prev.turnmask_path(image_id), plan.mask_path(image_id))]
-    return journal.fingerprint([
+    return resume.fingerprint([
         json.dumps({"edit": settings, "turn": turn_index, "classes": params.classes,
                     "device": pick_device(params.edit.device), "threads": torch.get_num_threads(),
                     "versions": [torch.__version__, diffusers.__version__, transformers.__version__]},

@@ -17,6 +17,7 @@ import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 from pycocotools.coco import COCO
 from tqdm import tqdm
@@ -63,7 +64,7 @@ def download_coco(out_dir: Path, *, base_url: str, split: str, n_images: int, se
     images = subset(instances, split, n_images, seed)
 
     def fetch_image(img: dict) -> tuple[str, int]:
-        return _fetch_cached(f"{base_url}/{split}/{img['file_name']}", cache_dir / split / img["file_name"],
+        return _fetch_cached(f"{base_url}/{split}/{quote(img['file_name'])}", cache_dir / split / img["file_name"],
                              None, False)
 
     with ThreadPoolExecutor(_IMAGE_WORKERS) as pool:

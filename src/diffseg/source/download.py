@@ -6,6 +6,7 @@ resumes with an HTTP ``Range`` request, and only a size- and checksum-verified f
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import os
@@ -196,6 +197,9 @@ def safe_extract(zip_path: Path, dest_dir: Path, members: list[str] | None = Non
         targets = [(info, _target(root, info)) for info in chosen]
         for info, target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
+            # A temporary file of an extraction killed before its rename would otherwise stay for good.
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                stale.unlink()
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:
                 with zf.open(info) as src, os.fdopen(fd, "wb") as dst:

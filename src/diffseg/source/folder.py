@@ -95,7 +95,7 @@ def ingest_folder(found: Found, out_dir: Path, *, min_side: int, max_side: int) 
         try:
             if shown != relpath:
                 raise BadImage("file name is not valid UTF-8")
-            pixels, note = load_image(found.root / relpath, upright=True)
+            pixels, note = load_image(found.root / relpath, upright=True, name=relpath)
             pixels, note = fit_sides(pixels, note, min_side=min_side, max_side=max_side)
         except BadImage as err:
             out.skip(row, str(err))

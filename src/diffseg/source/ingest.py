@@ -32,11 +32,12 @@ def image_key(coco_id: int) -> str:
     return f"{coco_id:012d}"
 
 
-def load_image(path: Path, upright: bool = False) -> tuple[np.ndarray, str]:
+def load_image(path: Path, upright: bool = False, name: str | None = None) -> tuple[np.ndarray, str]:
     """Decode ``path`` fully; raise :class:`BadImage` for anything unreadable.
 
     ``upright`` applies the EXIF orientation tag (a camera's portrait photo is stored sideways). COCO's
-    images are not turned: their annotations are in stored pixel order.
+    images are not turned: their annotations are in stored pixel order. ``name`` is the file as its source
+    names it (default: the file name); a reason quotes it, never the folder the file was read from.
     """
     if not path.is_file():
         raise BadImage("missing file")
@@ -49,9 +50,14 @@ def load_image(path: Path, upright: bool = False) -> tuple[np.ndarray, str]:
                 return pixels, "; ".join(filter(None, [note, f"turned upright (EXIF orientation {orientation})"]))
             return to_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        # Pillow's message can quote the full path, which lies in a temporary or user folder: keep the name only.
-        detail = str(err).replace(str(path), path.name)
-        raise BadImage(f"corrupt or unsupported image: {type(err).__name__}: {detail}") from None
+        raise BadImage(f"corrupt or unsupported image: {type(err).__name__}: "
+                       f"{_without_path(str(err), path, name or path.name)}") from None
+
+
+def _without_path(message: str, path: Path, name: str) -> str:
+    """Pillow's ``message`` with ``path`` replaced by ``name``: the path names a temporary or user folder, and
+    Pillow quotes it with ``repr`` (which escapes backslashes and unprintable characters) or as it is."""
+    return message.replace(repr(str(path)), f"'{name}'").replace(str(path), name)
 
 
 class SourceState:
@@ -120,7 +126,7 @@ def ingest(raw_dir: Path, out_dir: Path, *, min_side: int, max_side: int,
                       source_id=str(info.get("source_id", image_key(coco_id))), license=str(info.get("license", "")),
                       url=info.get("coco_url") or info.get("flickr_url") or "")
         try:
-            pixels, note = load_image(images_dir / info["file_name"])
+            pixels, note = load_image(images_dir / info["file_name"], name=info["file_name"])
             height, width = pixels.shape[:2]
             if (width, height) != (info["width"], info["height"]):
                 raise BadImage(f"size {width}x{height} differs from the annotation's "

@@ -9,12 +9,11 @@ same state. Everything after ``source`` has one code path.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from diffseg import records
+from diffseg import records, resume
 from diffseg.params import Params
 from diffseg.source.ingest import ingest
 
@@ -55,10 +54,15 @@ def run(params: Params, out_dir: Path) -> pd.DataFrame:
         manifest = folder.ingest_folder(found, records.fresh_dir(out_dir), min_side=src.min_side,
                                         max_side=src.max_side)
     else:
-        with tempfile.TemporaryDirectory(prefix="diffseg-raw-") as raw:
-            summary, images_dir = build_raw(params, Path(raw))
-            manifest = ingest(Path(raw), records.fresh_dir(out_dir), min_side=src.min_side, max_side=src.max_side,
+        # A fixed folder, not a random temporary one, so no path of it can reach the outputs; a killed run's
+        # leftovers there are cleared at the next start (downloads resume from source.coco.cache_dir instead).
+        raw = resume.scratch("source")
+        try:
+            summary, images_dir = build_raw(params, raw)
+            manifest = ingest(raw, records.fresh_dir(out_dir), min_side=src.min_side, max_side=src.max_side,
                               images_dir=images_dir)
+        finally:
+            resume.discard(raw)
     skipped = manifest[manifest["status"] != records.OK]
     print(f"source ({src.kind}): {summary}")
     print(f"source: {len(manifest) - len(skipped)} images kept, {len(skipped)} skipped")
