@@ -22,6 +22,7 @@ import pstats
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,8 @@ def profile_noop(cwd: Path, top: int) -> str:
         os.chdir(here)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+    # Paths below site-packages only: the report must not name the machine's folders.
+    return out.getvalue().replace(sysconfig.get_paths()["purelib"] + os.sep, "")
 
 
 def main() -> None:
@@ -95,7 +97,7 @@ def main() -> None:
     speedup = medians["no-op dvc repro, pure Python"] / medians["no-op dvc repro, C loader"]
     text = f"""{SECTION}
 
-{machine()}; workspace `{cwd.name}`, median of {args.runs} alternating runs.
+{machine()}; a finished workspace of the offline profile, median of {args.runs} alternating runs.
 
 | command | median s | vs `dvc version` |
 |---|---|---|
