@@ -13,7 +13,8 @@ import torch
 from conftest import write_params
 from diffseg import params as params_mod
 from diffseg import records
-from diffseg.detect import evaluate, infer, metrics, scoring, stats
+from diffseg import bootstrap
+from diffseg.detect import evaluate, infer, metrics, scoring
 from diffseg.errors import UserError
 from diffseg.seeding import keyed_seed
 
@@ -164,9 +165,9 @@ def test_evaluate_by_hand(evaluated):
     for key, expected in BINARY.items():
         assert _close(b[key], expected), (key, b[key], expected)
     assert abs(b["val_threshold"] - 0.35) <= 1e-3  # middle of the edges between val P 0.1 and P 0.6
-    # intervals rest on the image resamples of stats.bootstrap_ci with the evaluation's seed
+    # intervals rest on the image resamples of bootstrap.bootstrap_ci with the evaluation's seed
     ious = np.array([IOU_A, 0.5, 0.0, 0.0])
-    expected = stats.bootstrap_ci(ious, np.mean, 1000, result["bootstrap"]["seed"])
+    expected = bootstrap.bootstrap_ci(ious, np.mean, 1000, result["bootstrap"]["seed"])
     assert (b["image_mean_iou"]["low"], b["image_mean_iou"]["high"]) == (round(expected.low, 6), round(expected.high, 6))
 
     a = result["attribution"]
@@ -218,6 +219,9 @@ def test_predictions_written_at_image_size(evaluated):
     assert (bool(a.edited), int(a.n_edits), a.generators) == (True, 2, "sd2,sdxl")
     assert abs(a.score - 0.8) <= TOL and abs(a.iou - IOU_A) <= TOL and abs(a.f1 - F1_A) <= TOL
     assert (bool(table.loc["c", "edited"]), table.loc["c", "iou"]) == (False, 0.0)
+    # the binary view's counts, which the report's paired ranking pools: the hand counts above
+    assert (int(a.tp), int(a.fp + a.fn)) == (12, 5)
+    assert tuple(int(table[k].sum()) for k in ("tp", "fp", "fn")) == (14, 2, 8)
     expected = np.zeros((8, 8), np.uint8)
     expected[0, :6], expected[1, :3], expected[1, 3:6], expected[2, 0], expected[7, 7] = 1, 1, 2, 2, 1
     assert np.array_equal(records.read_gray(folder / "pred" / "a.png"), expected)

@@ -170,8 +170,15 @@ def test_benchmark_outputs_and_plots(clone):
     for held_out in params["crossgen"]["held_out"]:
         cross = records.read_json(dest / "metrics" / "crossgen" / f"{held_out}.json")
         assert cross["unseen"]["iou_edited"]["value"] is not None and cross["seen"]["iou_edited"]["value"] is not None
+    # The paired ranking recomputes each detector's headline figures from its per-image counts: the same values
+    ranked = records.read_json(dest / "metrics" / "ranking.json")
+    for metric, entries in ranked["by"].items():
+        assert sorted(e["detector"] for e in entries) == sorted(params["detect"]["detectors"]), metric
+        for e in entries:
+            evaluated = records.read_json(dest / "metrics" / "eval" / f"{e['detector']}.json")["binary"][metric]
+            assert abs(e["value"] - evaluated["value"]) <= 1e-6, (metric, e, evaluated)
     report = (dest / "metrics" / "report.md").read_text()
-    for heading in ["Binary segmentation", "Attribution", "Robustness", "Cross-generator", "image-level classifiers"]:
+    for heading in ["Ranking", "Binary segmentation", "Attribution", "Robustness", "Cross-generator", "image-level classifiers"]:
         assert heading in report
     _sh(["dvc", "plots", "show", "-o", "plots_html"], dest, env)
     html = (dest / "plots_html" / "index.html").read_text()

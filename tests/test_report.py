@@ -12,7 +12,8 @@ from conftest import write_params
 from diffseg import params as params_mod
 from diffseg import records
 from diffseg.notices import OFFLINE_WARNING
-from diffseg.report import figures, stage
+from diffseg.errors import UserError
+from diffseg.report import figures, ranking, stage
 
 CLASSES = ["authentic", "sd2", "flux"]
 # Test images: (id, pixels of sd2, pixels of flux) in a 16x16 label; r1 is a train image with the most sd2 pixels.
@@ -20,6 +21,13 @@ IMAGES = [("t1", 20, 0), ("t2", 5, 30), ("t3", 0, 0), ("t4", 10, 0), ("t5", 0, 4
 # Per-image IoU of each detector: mean over detectors t1 0.45, t2 0.15, t3 1.0, t4 0.3, t5 0.15.
 IOU = {"segformer": {"t1": 0.5, "t2": 0.1, "t3": 1.0, "t4": 0.2, "t5": 0.3},
        "fcn8s": {"t1": 0.4, "t2": 0.2, "t3": 1.0, "t4": 0.4, "t5": 0.0}}
+# Per-image binary-view counts (TP, FP, FN) and image scores behind the paired ranking; t3 is never edited.
+# Pooled IoU edited: segformer 16 / 50 = 0.32, fcn8s 14 / 46; detection AUC: segformer 3 / 4 (t2 scores below
+# t3), fcn8s 1.0: the two metrics rank the detectors in opposite orders.
+COUNTS = {"segformer": {"t1": (10, 5, 5), "t2": (1, 4, 5), "t3": (0, 0, 0), "t4": (2, 4, 4), "t5": (3, 3, 4)},
+          "fcn8s": {"t1": (8, 6, 6), "t2": (2, 4, 4), "t3": (0, 0, 0), "t4": (4, 3, 3), "t5": (0, 2, 4)}}
+SCORES = {"segformer": {"t1": 0.9, "t2": 0.2, "t3": 0.3, "t4": 0.8, "t5": 0.7},
+          "fcn8s": {"t1": 0.6, "t2": 0.7, "t3": 0.1, "t4": 0.5, "t5": 0.4}}
 FIGURES = ["robustness.png", "training.png", "qualitative.png", "failures.png"]
 
 
@@ -90,9 +98,11 @@ def _dataset(root) -> None:
         out = root / "data/predictions" / name
         for image_id in ious:
             records.write_png(out / f"{image_id}.png", records.read_gray(data.label_path(image_id)) % 2)
+        counts = np.array([COUNTS[name][i] for i in ious])
         records.write_table(out / "per_image.parquet", pd.DataFrame(
-            {"image_id": list(ious), "edited": [i != "t3" for i in ious], "score": 0.5, "iou": list(ious.values()),
-             "f1": list(ious.values()), "n_edits": 1, "generators": "sd2"}))
+            {"image_id": list(ious), "edited": [i != "t3" for i in ious], "score": [SCORES[name][i] for i in ious],
+             "iou": list(ious.values()), "f1": list(ious.values()), "tp": counts[:, 0], "fp": counts[:, 1],
+             "fn": counts[:, 2], "n_edits": 1, "generators": "sd2"}))
 
 
 @pytest.fixture
@@ -146,7 +156,7 @@ def table(tables: dict, prefix: str) -> list[dict[str, str]]:
 
 def test_tables_render_the_json(bench):
     root, params = bench
-    text = stage.run(params, root / "metrics/report.md", root / "metrics/figures")
+    text = stage.run(params, root / "metrics/report.md", root / "metrics/figures", root / "metrics/ranking.json")
     assert (root / "metrics/report.md").read_text() == text and OFFLINE_WARNING in text
     evals = {n: records.read_json(root / f"metrics/eval/{n}.json") for n in ["fcn8s", "segformer"]}
     tabs = tables_of(text)
@@ -181,7 +191,7 @@ def test_tables_render_the_json(bench):
 
 def test_breakdowns_robustness_crossgen_classifiers(bench):
     root, params = bench
-    tabs_text = stage.run(params, root / "metrics/report.md", root / "metrics/figures")
+    tabs_text = stage.run(params, root / "metrics/report.md", root / "metrics/figures", root / "metrics/ranking.json")
     tabs = tables_of(tabs_text)
     evals = {n: records.read_json(root / f"metrics/eval/{n}.json") for n in ["fcn8s", "segformer"]}
     order = {"n_edits": ["1", "2", "10"], "action": ["add", "change", "remove"], "area": ["<5%", "5-15%", ">=15%"],
@@ -241,11 +251,83 @@ def test_figure_choices(bench):
 
 def test_figures_exist_and_are_byte_stable(bench):
     root, params = bench
-    out, figs = root / "metrics/report.md", root / "metrics/figures"
-    first_text = stage.run(params, out, figs)
+    out, figs, ranked = root / "metrics/report.md", root / "metrics/figures", root / "metrics/ranking.json"
+    first_text = stage.run(params, out, figs, ranked)
     first = {name: (figs / name).read_bytes() for name in FIGURES}
     assert all(data[:8] == b"\x89PNG\r\n\x1a\n" for data in first.values())
-    assert stage.run(params, out, figs) == first_text
+    first_ranking = ranked.read_bytes()
+    assert stage.run(params, out, figs, ranked) == first_text and ranked.read_bytes() == first_ranking
     assert {name: (figs / name).read_bytes() for name in FIGURES} == first
     for name in FIGURES:
         assert f"(figures/{name})" in first_text
+
+
+def test_ranking_is_paired_and_its_table_renders_the_json(bench):
+    root, params = bench
+    text = stage.run(params, root / "metrics/report.md", root / "metrics/figures", root / "metrics/ranking.json")
+    ranked = records.read_json(root / "metrics/ranking.json")
+    assert (ranked["test_images"], ranked["resamples"], ranked["level"]) == (5, 1000, 0.95)
+    by_iou, by_auc = ranked["by"]["iou_edited"], ranked["by"]["detection_auc"]
+    assert [(e["detector"], e["rank"], e["value"]) for e in by_iou] == [("segformer", 1, 0.32),
+                                                                         ("fcn8s", 2, round(14 / 46, 6))]
+    assert [(e["detector"], e["rank"], e["value"]) for e in by_auc] == [("fcn8s", 1, 1.0), ("segformer", 2, 0.75)]
+    top = by_iou[0]["diff_next"]
+    assert (top["detector"], top["value"]) == ("fcn8s", round(0.32 - 14 / 46, 6))
+    # five images cannot tell these two apart: the paired difference's interval spans 0, both can rank first
+    assert top["low"] < 0 < top["high"] and top["separated"] is False
+    assert by_iou[-1]["diff_next"] is None
+    for entries in (by_iou, by_auc):
+        assert all(1 <= e["rank_low"] <= e["rank"] <= e["rank_high"] <= 2 for e in entries)
+    assert all(0 < e["p_best"] < 1 for e in by_iou)
+    # fcn8s scores every edited image above the clean one, so no resample beats its AUC of 1; segformer ties it
+    # on the resamples that miss t2 (its only edited image scored below t3)
+    assert by_auc[0]["p_best"] == 1.0 and 0 < by_auc[1]["p_best"] < 1
+
+    evals = {n: records.read_json(root / f"metrics/eval/{n}.json") for n in ["fcn8s", "segformer"]}
+    tabs = tables_of(text)
+    for metric, label in [("iou_edited", "IoU edited"), ("detection_auc", "detection AUC")]:
+        rows = table(tabs, f"**By {label}**")
+        for row, entry in zip(rows, ranked["by"][metric], strict=True):
+            diff = entry["diff_next"]
+            assert row == {"rank": str(entry["rank"]), "detector": entry["detector"],
+                           label: fmt(evals[entry["detector"]]["binary"][metric]),
+                           "rank interval": f"{entry['rank_low']}-{entry['rank_high']}",
+                           "P(rank 1)": f"{entry['p_best']:.3f}",
+                           "difference to the next": "-" if diff is None else f"{diff['detector']}: {fmt(diff)}",
+                           "told apart": "-" if diff is None else "yes" if diff["separated"] else "no"}
+
+
+def _tables(counts: dict[str, list[tuple[int, int, int]]]) -> dict[str, pd.DataFrame]:
+    n = len(next(iter(counts.values())))
+    return {name: pd.DataFrame({"tp": [c[0] for c in rows], "fp": [c[1] for c in rows], "fn": [c[2] for c in rows],
+                                "edited": [True] * (n - 1) + [False], "score": np.linspace(0.9, 0.1, n)},
+                               index=[f"i{k}" for k in range(n)])
+            for name, rows in counts.items()}
+
+
+def test_a_detector_better_on_every_image_is_told_apart_and_always_first():
+    # "good" finds 9 of 10 edited pixels of every image, "poor" 3 of 10: every resample ranks good first.
+    ranked = ranking.rank(_tables({"poor": [(3, 1, 7)] * 20, "good": [(9, 1, 1)] * 20}), "iou_edited", seed=3)
+    assert [(e["detector"], e["rank"], e["rank_low"], e["rank_high"], e["p_best"]) for e in ranked] == [
+        ("good", 1, 1, 1, 1.0), ("poor", 2, 2, 2, 0.0)]
+    diff = ranked[0]["diff_next"]
+    # identical images: every resample gives the same IoUs, 0.9 / 1.1... 180 / 220 and 60 / 220
+    assert (diff["value"], diff["low"], diff["high"], diff["separated"]) == (
+        round(180 / 220 - 60 / 220, 6), round(180 / 220 - 60 / 220, 6), round(180 / 220 - 60 / 220, 6), True)
+
+
+def test_equal_detectors_share_first_rank():
+    rows = [(5, 2, 3), (1, 1, 8), (7, 0, 1)] * 4
+    ranked = ranking.rank(_tables({"b": rows, "a": rows}), "iou_edited", seed=0)
+    assert [(e["detector"], e["rank"], e["rank_high"], e["p_best"]) for e in ranked] == [
+        ("a", 1, 1, 1.0), ("b", 1, 1, 1.0)]
+    assert ranked[0]["diff_next"]["value"] == 0 and ranked[0]["diff_next"]["separated"] is False
+
+
+def test_detectors_scored_on_other_images_are_refused(bench):
+    root, _ = bench
+    folder = root / "data/predictions/fcn8s"
+    table_ = records.read_table(folder / "per_image.parquet")
+    records.write_table(folder / "per_image.parquet", table_[table_["image_id"] != "t5"])
+    with pytest.raises(UserError, match="re-run evaluate@fcn8s"):
+        ranking.load(root / "data/predictions", ["segformer", "fcn8s"])

@@ -1,11 +1,11 @@
-"""``diffseg.detect.stats``: the percentile bootstrap over images, on hand-worked and degenerate sets."""
+"""``diffseg.bootstrap``: the percentile bootstrap over images, on hand-worked and degenerate sets."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from diffseg.detect.stats import (bootstrap_ci, image_auc, pooled_attribution_accuracy, pooled_f1,
+from diffseg.bootstrap import (bootstrap_ci, image_auc, pooled_attribution_accuracy, pooled_f1,
                                   pooled_iou)
 
 # Per-image (TP, FP, FN) of three images; pooled: TP 7, FP 3, FN 4.

@@ -125,7 +125,7 @@ def _crossgen(p: params_mod.Params, args) -> None:
 def _report(p: params_mod.Params, args) -> None:
     from diffseg.report import stage
 
-    stage.run(p, Path("metrics/report.md"), Path("metrics/figures"))
+    stage.run(p, Path("metrics/report.md"), Path("metrics/figures"), Path("metrics/ranking.json"))
 
 
 def _baseline(p: params_mod.Params, args) -> None:

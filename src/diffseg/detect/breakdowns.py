@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from diffseg.detect import stats
+from diffseg import bootstrap
 from diffseg.detect.scoring import ImageStats, ci
 
 ACTIONS = ("add", "remove", "change")
@@ -31,7 +31,7 @@ def turn_actions(metadata: pd.DataFrame) -> dict[tuple[str, int], str]:
 
 
 def _interval(rows: np.ndarray, statistic: Callable[[np.ndarray], float | None], n_boot: int, seed: int) -> dict:
-    return ci(stats.bootstrap_ci(rows, statistic, n_boot, seed))
+    return ci(bootstrap.bootstrap_ci(rows, statistic, n_boot, seed))
 
 
 def image_group(group: list[ImageStats], negatives: list[ImageStats], n_boot: int, seed: int) -> dict:
@@ -42,10 +42,10 @@ def image_group(group: list[ImageStats], negatives: list[ImageStats], n_boot: in
     label_score = np.array([[1.0, s.score] for s in group] + [[0.0, s.score] for s in negatives],
                            np.float64).reshape(-1, 2)
     return {"images": len(group),
-            "iou_edited": _interval(counts, stats.pooled_iou, n_boot, seed),
+            "iou_edited": _interval(counts, bootstrap.pooled_iou, n_boot, seed),
             "image_mean_iou": _interval(ious, lambda v: float(v.mean()), n_boot, seed),
             # no AUC for an empty group: the negatives alone would make it undefined anyway
-            "detection_auc": _interval(label_score if group else label_score[:0], stats.image_auc, n_boot, seed)}
+            "detection_auc": _interval(label_score if group else label_score[:0], bootstrap.image_auc, n_boot, seed)}
 
 
 def pixel_group(pixels: np.ndarray, found: np.ndarray, n_boot: int, seed: int) -> dict:

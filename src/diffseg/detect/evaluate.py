@@ -8,8 +8,8 @@ Writes
   threshold that maximises F1 on the validation split;
 * ``metrics/confusion/<detector>.json``: rows of (actual, predicted) task class names for DVC's
   confusion template;
-* ``data/predictions/<detector>/``: ``per_image.parquet`` (image_id, edited, score, iou, f1, n_edits,
-  generators) and ``<image_id>.png``, the predicted label map at the image's size (generator ids for
+* ``data/predictions/<detector>/``: ``per_image.parquet`` (image_id, edited, score, iou, f1, the binary
+  view's tp, fp, fn pixel counts, n_edits, generators) and ``<image_id>.png``, the predicted label map at the image's size (generator ids for
   attribution, 0/1 for binary).
 
 The detector's task, classes and working size come from its checkpoint's ``config.json``.
@@ -58,11 +58,12 @@ def prediction_writer(folder: Path, task: str):
 
 
 def per_image_table(stats: list[scoring.ImageStats], items: pd.DataFrame) -> pd.DataFrame:
-    """One row per test image for the report's figures."""
+    """One row per test image for the report's figures and its paired-bootstrap ranking."""
     info = items.set_index("image_id")
     return pd.DataFrame({
         "image_id": [s.image_id for s in stats], "edited": [s.edited for s in stats],
         "score": [s.score for s in stats], "iou": [s.iou for s in stats], "f1": [s.f1 for s in stats],
+        "tp": [s.tp for s in stats], "fp": [s.fp for s in stats], "fn": [s.fn for s in stats],
         "n_edits": [int(info.at[s.image_id, "n_edits"]) for s in stats],
         "generators": [str(info.at[s.image_id, "generators"]) for s in stats]})
 

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from diffseg import records
-from diffseg.detect import metrics, stats
+from diffseg import bootstrap, records
+from diffseg.detect import metrics
 from diffseg.detect.data import IGNORE, prepare
 from diffseg.detect.infer import probabilities
 
@@ -291,7 +291,7 @@ class Rows:
         return np.tensordot(self.weights(idx), rows, axes=1)
 
     def interval(self, statistic: Callable[[np.ndarray], float | None]) -> dict:
-        return ci(stats.bootstrap_ci(np.arange(self.n), statistic, self.n_boot, self.seed, 1 - LEVEL))
+        return ci(bootstrap.bootstrap_ci(np.arange(self.n), statistic, self.n_boot, self.seed, 1 - LEVEL))
 
     def hist(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = self.pooled(self.hists, idx)
@@ -327,8 +327,8 @@ def binary_block(rows: Rows, val_threshold: float | None) -> dict:
         return float(((ls[:, 1] >= metrics.EDITED_THRESHOLD) == (ls[:, 0] > 0)).mean())
 
     block = {
-        "iou_edited": rows.interval(lambda i: stats.pooled_iou(counts(i)[None, :3])),
-        "f1_edited": rows.interval(lambda i: stats.pooled_f1(counts(i)[None, :3])),
+        "iou_edited": rows.interval(lambda i: bootstrap.pooled_iou(counts(i)[None, :3])),
+        "f1_edited": rows.interval(lambda i: bootstrap.pooled_f1(counts(i)[None, :3])),
         "miou": rows.interval(lambda i: _mean_or_none(_binary_iou(counts(i)))),
         "pixel_accuracy": rows.interval(lambda i: _ratio(counts(i)[[0, 3]].sum(), counts(i).sum())),
         "image_mean_iou": rows.interval(lambda i: float(rows.iou[i].mean())),
@@ -338,7 +338,7 @@ def binary_block(rows: Rows, val_threshold: float | None) -> dict:
         "val_threshold": _r(val_threshold),
         "f1_edited_at_val_threshold": rows.interval(
             lambda i: None if val_threshold is None else metrics.f1_at_threshold(*rows.hist(i), val_threshold)),
-        "detection_auc": rows.interval(detection(stats.image_auc)),
+        "detection_auc": rows.interval(detection(bootstrap.image_auc)),
         "detection_accuracy": rows.interval(detection(accuracy)),
         "tpr_at_5_fpr": rows.interval(detection(lambda ls: tpr_at_fpr(ls, DETECTION_FPR))),
     }
@@ -373,7 +373,7 @@ def attribution_block(image_stats: list[ImageStats], rows: Rows, classes: list[s
     return {
         "miou": rows.interval(lambda i: _nanmean(_class_iou(rows.pooled(conf, i)))),
         "per_class_iou": {c: rows.interval(class_iou(k)) for k, c in enumerate(classes)},
-        "accuracy_on_found": rows.interval(lambda i: stats.pooled_attribution_accuracy(rows.pooled(attr, i)[None])),
+        "accuracy_on_found": rows.interval(lambda i: bootstrap.pooled_attribution_accuracy(rows.pooled(attr, i)[None])),
         "confusion_on_found": {"classes": list(classes[1:]),
                                "matrix": attr.sum(0).astype(np.int64).tolist()},
     }

@@ -1,4 +1,5 @@
-"""``report``: the benchmark's tables and figures as ``metrics/report.md`` and ``metrics/figures/``.
+"""``report``: the benchmark's tables and figures as ``metrics/report.md`` and ``metrics/figures/``, and the
+detectors' ranking (paired bootstrap, :mod:`diffseg.report.ranking`) as ``metrics/ranking.json``.
 
 Reads ``metrics/`` (dataset, eval, robustness, crossgen, baselines, train logs), the per-image predictions
 ``data/predictions/<detector>/`` and the dataset (``detect.dataset``) for the qualitative and failure
@@ -12,7 +13,8 @@ from pathlib import Path
 from diffseg import records
 from diffseg.notices import OFFLINE_WARNING, offline_run
 from diffseg.params import Params
-from diffseg.report import figures, tables
+from diffseg.report import figures, ranking, tables
+from diffseg.seeding import keyed_seed
 
 METRICS = Path("metrics")
 PREDICTIONS = Path("data/predictions")
@@ -52,9 +54,11 @@ def draw_figures(dataset: records.StateDir, classes: list[str], evals: dict[str,
     figures.image_grid(dataset, worst, tasks, PREDICTIONS, classes, figures_dir / "failures.png", notes)
 
 
-def run(params: Params, out_path: Path, figures_dir: Path) -> str:
+def run(params: Params, out_path: Path, figures_dir: Path, ranking_path: Path) -> str:
     dataset = records.read_json(METRICS / "dataset.json")["dataset"]
     evals = _load_dir(METRICS / "eval")
+    ranked = ranking.compute(PREDICTIONS, list(evals), keyed_seed(params.seed, "report", "ranking"))
+    records.write_json(ranking_path, ranked)
     robust = _load_dir(METRICS / "robustness")
     cross = _load_dir(METRICS / "crossgen")
     baselines = _load_dir(METRICS / "baselines")
@@ -73,6 +77,16 @@ up to {params.detect.epochs} epochs, the epoch with the best validation IoU (edi
 {_intervals(evals)}
 
 {detector_lines(evals)}
+
+## Ranking
+
+The detectors ranked on the binary view, with a paired bootstrap over the {ranked['test_images']} common test
+images ({ranked['resamples']} resamples, seed {ranked['seed']}; `metrics/ranking.json`): every resample scores
+every detector on the same images. Rank interval: the {ranked['level']:.0%} range of a detector's rank over
+resamples; difference to the next: the paired difference to the detector ranked below, with its interval; told
+apart: that interval excludes 0 (otherwise this test split does not support their order).
+
+{tables.ranking(ranked, evals)}
 
 ## Binary segmentation (edited vs authentic)
 

@@ -162,3 +162,26 @@ def classifiers(evals: dict[str, dict], baselines: dict[str, dict]) -> str:
     rows += [[n, "image classifier", b.get("detection_accuracy"), b.get("detection_auc")]
              for n, b in baselines.items()]
     return table(["model", "kind", "detection acc.", "detection AUC"], rows)
+
+
+RANK_METRICS = {"iou_edited": "IoU edited", "detection_auc": "detection AUC"}
+
+
+def ranking(ranked: dict, evals: dict[str, dict]) -> str:
+    """Per metric of ``metrics/ranking.json``: the detectors best first, each with its value and interval from
+    ``metrics/eval/<d>.json``, its rank interval, how often it ranks first, and the paired difference to the
+    detector below it (``yes`` where that difference's interval excludes 0)."""
+    if not ranked.get("by"):
+        return "_Fewer than two detectors: nothing to rank._"
+    parts = []
+    for metric, label in RANK_METRICS.items():
+        rows = []
+        for entry in ranked["by"][metric]:
+            diff = entry["diff_next"]
+            rows.append([entry["rank"], entry["detector"], evals[entry["detector"]]["binary"][metric],
+                         f"{entry['rank_low']}-{entry['rank_high']}", entry["p_best"],
+                         "-" if diff is None else f"{diff['detector']}: {cell(diff)}",
+                         "-" if diff is None else "yes" if diff["separated"] else "no"])
+        parts.append(f"**By {label}**\n\n" + table(
+            ["rank", "detector", label, "rank interval", "P(rank 1)", "difference to the next", "told apart"], rows))
+    return "\n\n".join(parts)
