@@ -32,18 +32,24 @@ def commit(repo: Path, env: dict, message: str) -> None:
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], repo, env)
 
 
+def copy_working_tree(dest: Path, skip_prefixes: tuple[str, ...] = SKIP_PREFIXES) -> None:
+    """Copy the tracked and untracked (not ignored) files of the working tree into ``dest``, without the
+    paths under ``skip_prefixes`` and without the lock."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file() and not name.startswith(skip_prefixes) and name not in SKIP_FILES:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
 def make_clone(dest: Path) -> tuple[Path, dict]:
     """Copy the tracked and untracked (not ignored) files into ``dest`` and commit them on branch main.
 
     :return: the clone and the environment to run its tools with (its own ``src`` on PYTHONPATH).
     """
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        src = ROOT / name
-        if src.is_file() and not name.startswith(SKIP_PREFIXES) and name not in SKIP_FILES:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+    copy_working_tree(dest)
     env = tool_env(PYTHONPATH=str(dest / "src"))
     sh(["git", "init", "-q", "-b", "main"], dest, env)
     commit(dest, env, "clone")

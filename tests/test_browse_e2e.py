@@ -7,7 +7,6 @@ torch and diffusers are imported once: `dvc repro` would start a process per sta
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,8 @@ import pytest
 import yaml
 
 import browser
-from conftest import ROOT, repo_params
+from clone_fixture import copy_working_tree
+from conftest import repo_params
 from test_browse import grid_items
 
 pytestmark = pytest.mark.slow
@@ -32,12 +32,7 @@ def _sh(args: list[str], cwd: Path, env: dict) -> str:
 
 def _project(dest: Path) -> dict:
     """The working tree without outputs, with params for two turns of sd2 edits on twelve offline images."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file() and not name.startswith(("data/", "models/", "metrics/")) and name != "dvc.lock":
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
+    copy_working_tree(dest, ("data/", "models/", "metrics/"))
     data = repo_params()
     data["source"]["offline"].update(n_crops=0, n_procedural=4)
     data["twins"].update(families=["sd2"], clip=False, vlm=False)

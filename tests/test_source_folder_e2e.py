@@ -8,7 +8,6 @@ dataset contracts, not the plans.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, repo_params
+from clone_fixture import copy_working_tree
+from conftest import repo_params
 from diffseg import records
 from diffseg.source import offline
 
@@ -47,12 +47,7 @@ def _write_photos(folder: Path) -> dict[str, tuple[int, int]]:
 
 def _project(dest: Path, photos: Path) -> dict:
     """The working tree without outputs, and params for one turn from ``photos`` with the vlm planner."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file() and not name.startswith(("data/", "models/", "metrics/")) and name != "dvc.lock":
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
+    copy_working_tree(dest, ("data/", "models/", "metrics/"))
     data = repo_params()
     data["source"] = {"kind": "folder", "n_images": N_IMAGES, "min_side": 64, "max_side": 128,
                       "folder": {"path": str(photos)}}
