@@ -114,7 +114,8 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
             elif fault == "no_choices":
                 self._json(200, {"id": "x", "object": "chat.completion", "choices": []})
             elif fault == "400":
-                self._json(400, {"error": {"message": "stub: the request was refused", "type": "invalid_request_error"}})
+                refusal = {"message": "stub: the request was refused", "type": "invalid_request_error"}
+                self._json(400, {"error": refusal})
             elif fault in ("429", "503"):
                 self._json(int(fault), {"error": {"message": f"stub: {fault}, try later"}})
             elif key not in server.answers:

@@ -183,7 +183,8 @@ def _plan(workdir, backend: dict) -> pd.DataFrame:
 def test_the_planner_writes_the_same_plans_served_as_replayed(workdir):
     ids = build_scene(workdir, 5)
     recorded = {("plan", ids[0], 0): plan_answer(candidate("remove", "the white cup")),
-                ("plan", ids[1], 0): "Sure! Here is a plan.", ("plan", ids[1], 1): plan_answer(candidate("change", "cup")),
+                ("plan", ids[1], 0): "Sure! Here is a plan.",
+                ("plan", ids[1], 1): plan_answer(candidate("change", "cup")),
                 ("plan", ids[2], 0): plan_answer(candidate("add", "a red umbrella", box=[100, 20, 180, 120])),
                 ("plan", ids[3], 0): plan_answer(candidate("remove", "the giraffe")),
                 ("plan", ids[4], 0): "{", ("plan", ids[4], 1): "still no"}
@@ -240,3 +241,63 @@ def test_bad_served_params_name_the_key(tmp_path, override, key):
 def test_bad_served_params_of_the_judge_name_its_key(tmp_path):
     with pytest.raises(ParamsError, match=r"filter\.vlm\.endpoint"):
         one_turn_params(tmp_path, filter_={"vlm": {"backend": "openai"}})
+
+
+# ------------------------------------------------------------------ evidence: one turn planned and judged served
+@pytest.mark.slow  # builds the sd2 twin and runs propose, edit and filter of one turn twice (served, replayed)
+def test_one_turn_planned_and_judged_by_a_served_model(workdir):
+    from diffseg.edit import stage as edit_stage
+    from diffseg.filter import judge
+    from diffseg.filter import stage as filter_stage
+    from diffseg.twins import stage as twins
+
+    twins.run(0, ["sd2"], workdir / "models" / "twins")
+    ids = build_scene(workdir, 16)
+    recorded = {("plan", i, 0): plan_answer(candidate("remove", "the cup")) for i in ids}
+    recorded.update({("judge", i, 0): json.dumps({"realism": 1 + k % 5, "instruction_following": 4,
+                                                  "reason": f"Verdict {k}."}) for k, i in enumerate(ids)})
+    write_replay(workdir / "answers.jsonl", recorded)
+    served_vlm = {"backend": "openai", "model": "served-vlm", "batch_size": 8, "concurrency": 4}
+    figures = {}
+    with ChatServer(workdir / "answers.jsonl", models=["served-vlm"]) as server:
+        server.delay = 0.2  # a served answer's latency: with 4 in flight the stage waits for a quarter of them
+        served_vlm["endpoint"] = server.url
+        p = one_turn_params(workdir, propose={"vlm": {**served_vlm, "fallback": "none"},
+                                              "grounding": {"segmenter": "annotations"}},
+                            filter_={"judge": "vlm", "vlm": {**served_vlm, "on_failure": "reject"}})
+        for name, stage, out in (("propose", propose_stage, "plan"), ("edit", edit_stage, "edit"),
+                                 ("filter", filter_stage, "state")):
+            started = time.monotonic()
+            stage.run(p, "t1", records.turn_dir("t1", out))
+            figures[name] = time.monotonic() - started
+    state = records.StateDir(records.turn_dir("t1", "state"))
+    history = state.history().set_index("image_id")
+    judged = history[history["judge_realism"].notna()]
+    assert len(judged) > 0 and len(server.requests) == 16 + len(judged) and 2 <= server.max_in_flight <= 4
+    for image_id, row in judged.iterrows():
+        realism = 1 + ids.index(image_id) % 5
+        assert (row["judge_realism"], row["judge_instruction"]) == (realism, 4)
+        assert row["decision"] == ("accepted" if realism >= 3 else "rejected")
+    served_bytes = _files(state.root)
+
+    (workdir / "kept.jsonl").write_bytes((state.root / judge.TRANSCRIPT).read_bytes())
+    p.filter.vlm.backend, p.filter.vlm.replay = "replay", "kept.jsonl"
+    filter_stage.run(p, "t1", records.turn_dir("t1", "state"))
+    assert _files(state.root) == served_bytes
+
+    with ChatServer(workdir / "answers.jsonl", models=["served-vlm"]) as serial_server:  # the planner, one at a time
+        serial_server.delay = 0.2
+        p.propose.vlm.endpoint, p.propose.vlm.concurrency = serial_server.url, 1
+        started = time.monotonic()
+        propose_stage.run(p, "t1", records.turn_dir("t1", "plan"))
+        serial = time.monotonic() - started
+    assert serial_server.max_in_flight == 1
+    print(f"\nserved planner and judge: {len(server.requests)} requests (16 plans, {len(judged)} verdicts), "
+          f"at most {server.max_in_flight} in flight, 0.2 s each; propose {figures['propose']:.2f} s "
+          f"(concurrency 1: {serial:.2f} s), edit {figures['edit']:.2f} s, filter {figures['filter']:.2f} s; "
+          f"{(judged['decision'] == 'accepted').sum()} of {len(judged)} judged edits accepted; "
+          f"the replayed judge wrote the same {len(served_bytes)} files byte for byte")
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
