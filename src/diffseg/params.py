@@ -152,7 +152,9 @@ class Turn:
 @dataclass
 class VLM:
     """A vision-language chat model (Qwen2.5-VL) and how to run it; shared by the planner and the judge."""
-    backend: str = "transformers"  # transformers: run the model | replay: answers read from a JSONL transcript
+    # transformers: run the model | replay: answers read from a JSONL transcript | openai: ask a served model
+    # (vLLM, SGLang, TGI, ...) through the OpenAI chat completions API at ``endpoint``
+    backend: str = "transformers"
     model: str = "models/twins/qwen2_5_vl"  # hub id or folder (Qwen/Qwen2.5-VL-7B-Instruct at paper scale)
     revision: Optional[str] = None  # pinned hub revision; None for local folders
     replay: Optional[str] = None  # the transcript the replay backend answers from (a stage's transcript.jsonl)
@@ -161,11 +163,30 @@ class VLM:
     batch_size: int = 4  # prompts, with their images, per generate call
     max_new_tokens: int = 512
     max_pixels: int = 1003520  # images are downscaled to at most this many pixels before the model sees them
+    endpoint: Optional[str] = None  # backend openai: the server's base URL, e.g. http://localhost:8000
+    concurrency: int = 4  # backend openai: requests in flight (at most batch_size: the stage asks a batch at a time)
+    timeout_s: float = 300.0  # backend openai: seconds one request may take before it is tried again
+    retries: int = 3  # backend openai: further tries after a connection error, a timeout, HTTP 429 or 5xx
+    api_key_env: Optional[str] = None  # backend openai: environment variable holding the API key; None: no key
 
     def check(self, key: str) -> None:
-        _one_of(self.backend, ("transformers", "replay"), f"{key}.backend")
+        _one_of(self.backend, ("transformers", "replay", "openai"), f"{key}.backend")
         _require(self.backend != "replay" or bool(self.replay), f"{key}.replay",
                  "the replay backend needs a JSONL transcript")
+        _require(self.backend != "openai" or bool(self.endpoint), f"{key}.endpoint",
+                 "the openai backend needs the server's base URL (e.g. http://localhost:8000)")
+        _require(self.endpoint is None or re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.endpoint) is not None,
+                 f"{key}.endpoint", f"must be an http:// or https:// URL, got {self.endpoint!r}")
+        _within(self.concurrency, 1, 1024, f"{key}.concurrency")
+        _require(self.backend != "openai" or self.concurrency <= self.batch_size, f"{key}.concurrency",
+                 f"must be <= batch_size ({self.batch_size}): a stage asks batch_size requests at a time, "
+                 f"got {self.concurrency}")
+        _require(math.isfinite(self.timeout_s) and self.timeout_s > 0, f"{key}.timeout_s",
+                 f"must be a positive number of seconds, got {self.timeout_s!r}")
+        _within(self.retries, 0, 20, f"{key}.retries")
+        _require(self.api_key_env is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env) is not None,
+                 f"{key}.api_key_env", f"must name an environment variable (e.g. OPENAI_API_KEY), got "
+                 f"{self.api_key_env!r}")
         _named(self.model, f"{key}.model", "a hub id or a folder")
         _one_of(self.device, DEVICES, f"{key}.device")
         _one_of(self.dtype, DTYPES, f"{key}.dtype")

@@ -1,6 +1,6 @@
-"""The vision-language model behind the ``vlm`` planner and judge: Qwen2.5-VL, or a recorded transcript.
+"""The vision-language model behind the ``vlm`` planner and judge: Qwen2.5-VL, served or not, or a transcript.
 
-Two backends answer the same :class:`Request` (chat messages plus their images):
+Three backends answer the same :class:`Request` (chat messages plus their images):
 
 * ``transformers``: ``AutoModelForImageTextToText.from_pretrained(model)`` with ``AutoProcessor``, the
   lines that load ``Qwen/Qwen2.5-VL-7B-Instruct`` as well as the offline twin (``models/twins/qwen2_5_vl``).
@@ -9,6 +9,8 @@ Two backends answer the same :class:`Request` (chat messages plus their images):
 * ``replay``: the answers of a transcript (JSONL). Every stage that asks a VLM writes one
   (``transcript.jsonl`` in its output folder), so a run can be audited, and repeated or re-planned
   without the model. Each line: ``{"role", "image_id", "turn", "attempt", "answer", "error"}``.
+* ``openai``: a model served by vLLM, SGLang, TGI or any server with the OpenAI chat completions API at
+  ``endpoint``, ``concurrency`` requests in flight (:mod:`.served`); the server batches them continuously.
 
 :func:`ask` asks every request once and, where the parser refuses the answer, once more with a
 correction message that quotes the parser's reasons.
@@ -26,7 +28,7 @@ from diffseg import records
 from diffseg.errors import UserError
 from diffseg.params import VLM
 from diffseg.runtime import is_local, load_hint, pick_device, pick_dtype, release_memory
-from diffseg.vlm import answers
+from diffseg.vlm import answers, served
 
 # One character more than the parser accepts: runaway generation is cut here and still refused as too long.
 MAX_ANSWER_CHARS = answers.MAX_CHARS + 1
@@ -142,6 +144,8 @@ def create(cfg: VLM, key: str):
     """The backend named by ``cfg.backend``; ``key`` (``propose.vlm``, ``filter.vlm``) names it in errors."""
     if cfg.backend == "replay":
         return Replay(Path(cfg.replay), key)
+    if cfg.backend == "openai":
+        return ServedVLM(cfg, key)
     return TransformersVLM(cfg, key)
 
 
@@ -228,3 +232,24 @@ class TransformersVLM:
             ids = self.model.generate(**inputs, max_new_tokens=self.cfg.max_new_tokens, do_sample=False)
         return self.processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
+
+
+class ServedVLM:
+    """A served VLM through the OpenAI chat completions API; a failed request is its item's error."""
+
+    def __init__(self, cfg: VLM, key: str):
+        self.client = served.Client(cfg, key)
+
+    def load(self) -> None:
+        """Nothing to load here: the server holds the model. Stops now if it is not there."""
+        self.client.check()
+
+    def unload(self) -> None:
+        """Nothing to release; says how many requests the stage sent."""
+        client = self.client
+        if client.sent:
+            print(f"{client.key}: {client.sent} requests to {client.base}, {client.retried} of them retries")
+
+    def answer(self, requests: list[Request]) -> list[Answer]:
+        done = self.client.answer_all([(list(r.key), r.messages, r.images) for r in requests])
+        return [Answer(text[:MAX_ANSWER_CHARS], error) for text, error in done]
