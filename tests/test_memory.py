@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from test_stages import project  # noqa: F401 - the small project (source, twins) of the stage tests
 from diffseg import params as params_mod
 from diffseg.edit import fitting, memory, param_counts
 from diffseg.edit import stage as edit_stage
@@ -219,3 +220,46 @@ def test_manual_runs_as_configured_without_a_record():
     inputs.fitted = False
     outcome = edit_stage.attempt(adapter, inputs)
     assert outcome.failed and outcome.memory is None and "OutOfMemoryError" in outcome.error
+
+
+@pytest.mark.slow
+def test_auto_edit_stage_records_the_setting_and_keeps_the_manual_bytes(project, capsys):
+    from diffseg import records
+    from diffseg.propose import stage as propose_stage
+    from test_executors import GENERATORS, _tree
+    from test_stages import _params
+
+    p = _params(project, {"edit": {"batch_size": 2, "generators": GENERATORS}})
+    propose_stage.run(p, "t1", records.turn_dir("t1", "plan"))
+    manual = edit_stage.run(p, "t1", project / "manual")
+    p.edit.memory = "auto"
+    auto = edit_stage.run(p, "t1", project / "auto")
+    assert list(manual.columns) == edit_stage.MANIFEST_COLUMNS
+    assert list(auto.columns) == edit_stage.MANIFEST_COLUMNS + fitting.MEMORY_COLUMNS
+    ok = auto[auto["status"] == "ok"]
+    # On the CPU nothing is planned: the configured batch, no offload, no fallback.
+    settings = set(zip(ok["batch_size"], ok["offload"], ok["vae_tiling"], ok["memory_fallbacks"]))
+    assert settings == {(2, "none", False, "")}
+    images = {k: v for k, v in _tree(project / "auto").items() if not k.endswith(".parquet")}
+    assert images == {k: v for k, v in _tree(project / "manual").items() if not k.endswith(".parquet")}
+    assert auto[edit_stage.MANIFEST_COLUMNS].equals(manual)
+
+    # Does the batch size change an item's bytes? The twin SD2 on two items, in one call and one by one.
+    adapter = next(a for a in edit_stage.check_generators(p, {"sd2"}))
+    adapter.load()
+    rows = propose_stage.records.PlanDir(records.turn_dir("t1", "plan")).manifest()
+    rows = rows[(rows["status"] == "ok") & (rows["generator"] == "sd2")].head(2)
+    prev = records.StateDir(p.turns["t1"].prev)
+    befores = [prev.image(i) for i in rows["image_id"]]
+    same = [b.shape == befores[0].shape for b in befores]
+    plan_dir = records.PlanDir(records.turn_dir("t1", "plan"))
+    args = ([plan_dir.mask(i) for i in rows["image_id"]], list(rows["prompt"]), list(rows["negative_prompt"]),
+            [int(s) for s in rows["seed"]])
+    together = edit_stage.generate(adapter, befores, *args)[1]
+    alone = [edit_stage.generate(adapter, [b], *[[a[k]] for a in args])[1][0] for k, b in enumerate(befores)]
+    diff = [int(np.abs(t.astype(int) - a.astype(int)).max()) for t, a in zip(together, alone)]
+    print(f"\nsd2 twin, batch 2 vs batch 1 (same native size: {all(same)}): identical bytes "
+          f"{[t.tobytes() == a.tobytes() for t, a in zip(together, alone)]}, max level difference {diff}")
+    # Not irrelevant: the noise is per item (keyed seeds), but batched float arithmetic moves the last bits.
+    assert all(d <= 1 for d in diff) and images  # at most one 8-bit level here; the record names the batch
+    print(f"auto manifest: {len(auto)} rows, settings {sorted(set(zip(ok['batch_size'], ok['offload'])))}")
