@@ -349,6 +349,10 @@ class Edit:
     device: str = "auto"  # one of DEVICES
     cpu_offload: bool = False  # CUDA only: each model moves to the GPU just for its forward pass
     vae_tiling: bool = False  # decode (and encode) large images and batches in tiles and slices
+    # manual: batch_size, cpu_offload and vae_tiling as set | auto: per generator the largest batch (up to batch_size),
+    # cheapest offload and tiling whose estimated peak fits the free GPU memory, with out-of-memory fallback
+    memory: str = "manual"
+    memory_margin: float = 0.1  # auto: fraction of the free GPU memory the plan leaves unused
     # source: each edit is mapped back to the image's size | generator: the whole state moves to the generator's
     # native size and is composited there (docs/generators.md, Output resolution)
     output_resolution: str = "source"
@@ -359,6 +363,9 @@ class Edit:
         _one_of(self.device, DEVICES, f"{key}.device")
         _one_of(self.executor, ("inprocess", "ray"), f"{key}.executor")
         _one_of(self.output_resolution, OUTPUT_RESOLUTIONS, f"{key}.output_resolution")
+        _one_of(self.memory, ("manual", "auto"), f"{key}.memory")
+        _require(0.0 <= self.memory_margin < 1.0, f"{key}.memory_margin",
+                 f"must be within [0, 1), got {self.memory_margin}")
         self.ray.check(f"{key}.ray")
         _require(len(self.generators) >= 1, f"{key}.generators", "at least one generator is needed")
         _require(len(self.generators) <= 255, f"{key}.generators",

@@ -68,9 +68,24 @@ class Family(abc.ABC):
         self.device = pick_device(device)
         self.dtype = pick_dtype(gen.dtype, self.device)
         self.cpu_offload = cpu_offload and self.device == "cuda"
+        self.offload = "model" if self.cpu_offload else "none"  # one of memory.OFFLOADS
         self.vae_tiling = vae_tiling
+        # edit.memory: auto (diffseg.edit.fitting): the current setting, the fallbacks so far, and why the
+        # generator could not be loaded at all ('' when it could)
+        self.memory = None
+        self.fallbacks: list[str] = []
+        self.load_error = ""
         self.pipe = None
         self.validate()
+
+    @property
+    def offloads(self) -> tuple[str, ...]:
+        """The offloads this adapter can apply (memory.OFFLOADS order); none but 'none' by default."""
+        return ("none",)
+
+    def configure(self, setting) -> None:
+        """Run at ``setting`` (a memory.Setting); offload and tiling take effect at the next load."""
+        self.memory, self.offload, self.vae_tiling = setting, setting.offload, setting.vae_tiling
 
     def fail(self, message: str) -> GeneratorError:
         return GeneratorError(f"generator '{self.gen.name}' ({self.name}): {message}")
@@ -133,6 +148,11 @@ class DiffusersFamily(Family):
     """A diffusers pipeline loaded by ``from_pretrained(model)``; subclasses set ``pipeline`` and checks."""
 
     pipeline: str = ""  # diffusers pipeline class name
+
+    @property
+    def offloads(self) -> tuple[str, ...]:
+        # diffusers' offloads move modules between the CPU and an accelerator: CUDA only.
+        return ("none", "model", "sequential") if self.device == "cuda" else ("none",)
 
     @property
     def takes_lora(self) -> bool:
@@ -205,7 +225,9 @@ class DiffusersFamily(Family):
         """Apply the device and memory policy to a loaded pipeline."""
         if self.vae_tiling:
             _tile_autoencoders(pipe)
-        if self.cpu_offload:
+        if self.offload == "sequential":  # one layer at a time on the GPU: the least memory, the slowest
+            pipe.enable_sequential_cpu_offload()
+        elif self.offload == "model":
             pipe.enable_model_cpu_offload()
         elif self.device != "cpu":  # from_pretrained already loads onto the CPU
             pipe.to(self.device)

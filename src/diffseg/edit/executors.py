@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from diffseg.edit import families
+from diffseg.edit import families, fitting
 from diffseg.edit.jobs import Executor, Groups, Inputs, Job, Outcome
 from diffseg.errors import UserError
 from diffseg.params import Edit, Generator
@@ -58,7 +58,7 @@ class InProcess:
             adapter = families.create(gen, self.edit.device, self.edit.cpu_offload, self.edit.vae_tiling)
             started = time.perf_counter()
             try:
-                adapter.load()
+                fitting.load(adapter, self.edit)
                 for job in jobs:
                     inputs = prepare(job)
                     finish(job, inputs, attempt(adapter, inputs))
@@ -85,7 +85,7 @@ class Worker:
             self.adapter.unload()
         self.adapter = families.create(gen, self.edit.device, self.edit.cpu_offload, self.edit.vae_tiling)
         try:
-            self.adapter.load()
+            fitting.load(self.adapter, self.edit)
         except UserError as err:
             self.adapter.unload()
             return str(err)

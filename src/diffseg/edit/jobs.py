@@ -33,6 +33,7 @@ class Inputs:
     negative_prompts: list[str]
     seeds: list[int]
     native: bool = False  # keep the generated images at the native size (edit.output_resolution: generator)
+    fitted: bool = False  # run in chunks that fit the device memory (edit.memory: auto)
 
 
 @dataclass
@@ -41,10 +42,17 @@ class Outcome:
 
     images: list[np.ndarray | None] | None  # None: the call raised, and ``error`` says why
     error: str = ""
+    reasons: list[str] | None = None  # per image, why it failed ('' where it did not); None: only NaN fails one
+    memory: list[dict] | None = None  # per image, the memory setting it ran at (edit.memory: auto only)
 
     @property
     def failed(self) -> bool:
         return self.images is None
+
+    @property
+    def retry(self) -> bool:
+        """Some item failed with a generator error: a restart runs the batch again."""
+        return self.failed or any(self.reasons or [])
 
 
 Groups = list[tuple[Generator, list[Job]]]  # per generator, its jobs in batch order

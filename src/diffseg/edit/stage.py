@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from diffseg import masks, records, resampling, resume
-from diffseg.edit import executors, families, journal
+from diffseg.edit import executors, families, fitting, journal
 from diffseg.edit.jobs import Inputs, Job, Outcome
 from diffseg.params import Params
 from diffseg.runtime import pick_device
@@ -71,20 +71,21 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
           f"interrupted run, {len([j for j in all_jobs if j.index not in done])} to run")
 
     native = params.edit.output_resolution == "generator"
+    auto = params.edit.memory == "auto"
 
     def prepare(job: Job) -> Inputs:
         return Inputs([prev.image(r["image_id"]) for r in job.rows], [plan.mask(r["image_id"]) for r in job.rows],
                       [r["prompt"] for r in job.rows], [r["negative_prompt"] for r in job.rows],
-                      [int(r["seed"]) for r in job.rows], native)
+                      [int(r["seed"]) for r in job.rows], native, auto)
 
     def finish(job: Job, inputs: Inputs, outcome: Outcome) -> None:
         rows = _finish(job, inputs, outcome, prev, log.items, class_id[job.generator], turn_index)
-        log.record(job.index, rows, retry=outcome.failed)
+        log.record(job.index, rows, retry=outcome.retry)
 
     executor.run([(gen, [j for j in jobs if j.index not in done]) for gen, jobs in groups], prepare, attempt, finish)
 
     out = records.StateDir(records.fresh_dir(out_dir))
-    manifest = _assemble(log, all_jobs, out)
+    manifest = _assemble(log, all_jobs, out, MANIFEST_COLUMNS + (fitting.MEMORY_COLUMNS if auto else []))
     records.write_table(out.root / records.MANIFEST, manifest)
     records.check_failures(f"edit@{turn}", manifest["status"], params.max_item_failure)
     log.remove()  # kept when too many items failed: a rerun with a looser threshold reuses the work
@@ -93,7 +94,10 @@ def run(params: Params, turn: str, out_dir: Path) -> pd.DataFrame:
     return manifest
 
 
-def _assemble(log: journal.Journal, jobs: list[Job], out: records.StateDir) -> pd.DataFrame:
+MANIFEST_COLUMNS = ["image_id", "turn", "generator", "class_id", "native_width", "native_height", "status", "reason"]
+
+
+def _assemble(log: journal.Journal, jobs: list[Job], out: records.StateDir, columns: list[str]) -> pd.DataFrame:
     """Copy the journaled items into ``out``, in batch order; the manifest of every planned edit."""
     rows = [row for job in jobs for row in log.rows(job.index)]
     for row in rows:
@@ -101,8 +105,7 @@ def _assemble(log: journal.Journal, jobs: list[Job], out: records.StateDir) -> p
             for kind in ("image_path", "label_path", "turnmask_path"):
                 source = getattr(log.items, kind)(row["image_id"])
                 records.write_bytes(getattr(out, kind)(row["image_id"]), source.read_bytes())
-    return pd.DataFrame(rows, columns=["image_id", "turn", "generator", "class_id", "native_width",
-                                       "native_height", "status", "reason"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _fingerprint(params: Params, turn_index: int, prev: records.StateDir, plan: records.PlanDir,
@@ -163,12 +166,19 @@ def generate(adapter: families.Family, befores: list[np.ndarray], edit_masks: li
 
 
 def attempt(adapter: families.Family, inputs: Inputs) -> Outcome:
-    """The generated images (see :func:`generate`), or the reason when the pipeline call raised."""
+    """The generated images (see :func:`generate`), or the reason when the pipeline call raised; with
+    ``edit.memory: auto`` run in chunks that fit, stepping down on out-of-memory (:mod:`diffseg.edit.fitting`)."""
+    if inputs.fitted:
+        return fitting.attempt(adapter, inputs, _call)
     try:
-        return Outcome(generate(adapter, inputs.befores, inputs.masks, inputs.prompts, inputs.negative_prompts,
-                                inputs.seeds, inputs.native)[1])
+        return Outcome(_call(adapter, inputs))
     except Exception as err:  # noqa: BLE001 - one bad batch (e.g. out of memory) must not stop the stage
         return Outcome(None, f"generator error: {type(err).__name__}: {err}"[:500])
+
+
+def _call(adapter: families.Family, inputs: Inputs) -> list[np.ndarray | None]:
+    return generate(adapter, inputs.befores, inputs.masks, inputs.prompts, inputs.negative_prompts, inputs.seeds,
+                    inputs.native)[1]
 
 
 def _finish(job: Job, inputs: Inputs, outcome: Outcome, prev: records.StateDir, out: records.StateDir,
@@ -177,11 +187,15 @@ def _finish(job: Job, inputs: Inputs, outcome: Outcome, prev: records.StateDir, 
     base = [{"image_id": r["image_id"], "turn": r["turn"], "generator": job.generator, "class_id": class_id,
              "native_width": job.size[0], "native_height": job.size[1], "status": records.OK, "reason": ""}
             for r in job.rows]
+    if outcome.memory is not None:
+        for row, setting in zip(base, outcome.memory):
+            row.update(setting)
     if outcome.failed:
         return [dict(row, status=records.FAILED, reason=outcome.error) for row in base]
-    for row, before, mask, back in zip(base, inputs.befores, inputs.masks, outcome.images):
+    reasons = outcome.reasons or [""] * len(base)
+    for row, before, mask, back, why in zip(base, inputs.befores, inputs.masks, outcome.images, reasons):
         if back is None:
-            row.update(status=records.FAILED, reason="generator output contains NaN or Inf")
+            row.update(status=records.FAILED, reason=why or "generator output contains NaN or Inf")
             continue
         h, w = before.shape[:2]
         image_id = row["image_id"]
