@@ -71,9 +71,9 @@ def test_unknown_family_is_named():
         arch.component_params("sd5")
 
 
-def test_table_lists_every_component(capsys):
+def test_table_lists_every_component():
     table = arch.markdown_table()
     print(table)
-    rows = [line for line in table.splitlines()[2:]]
+    rows = table.splitlines()[2:]
     assert len(rows) == len(COMPONENTS)
     assert "| sdxl | unet | UNet2DConditionModel | 2,567,478,084 | 2,600,000,000 | -1.25% |" in table

@@ -43,6 +43,8 @@ class Component:
 
     @property
     def class_name(self) -> str:
+        if self.cls == "segment_anything:sam_model_registry":
+            return f"Sam (sam_model_registry['{self.config['registry']}'])"
         return self.cls.rsplit(":", 1)[1]
 
 
@@ -99,7 +101,7 @@ def _t5(source: str, attr: str, config: dict = T5_XXL, published: tuple[int, str
     return Component(T5_ENCODER, config, source, *published, attr=attr, config_cls=T5_CONFIG)
 
 
-def _sd3_transformer(repo: str, layers: int, caption: int, max_pos: int, dual: list[int]) -> dict:
+def _sd3_transformer(layers: int, caption: int, max_pos: int, dual: list[int]) -> dict:
     return dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=layers,
                 attention_head_dim=64, num_attention_heads=layers, joint_attention_dim=4096,
                 caption_projection_dim=caption, pooled_projection_dim=2048, pos_embed_max_size=max_pos,
@@ -139,7 +141,8 @@ ARCHITECTURES: dict[str, dict[str, Component]] = {
     "sd2": {
         # Same UNet as SD 2 base, with 9 input channels (latents + masked-image latents + mask).
         "unet": Component(f"{DIFFUSERS}:UNet2DConditionModel", dict(
-            sample_size=64, in_channels=9, out_channels=4, layers_per_block=2, block_out_channels=[320, 640, 1280, 1280],
+            sample_size=64, in_channels=9, out_channels=4, layers_per_block=2,
+            block_out_channels=[320, 640, 1280, 1280],
             attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024, use_linear_projection=True,
             down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
             up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3),
@@ -177,14 +180,15 @@ ARCHITECTURES: dict[str, dict[str, Component]] = {
         "vae": Component(f"{DIFFUSERS}:AutoencoderKL", dict(FLOW_VAE, shift_factor=0.1159, scaling_factor=0.3611),
                          f"{FLUX}/vae/config.json", *FLOW_VAE_PUBLISHED, attr="vae"),
     },
-    "sd3": _sd3(SD35M, _sd3_transformer(SD35M, 24, 1536, 384, list(range(13))),
+    "sd3": _sd3(SD35M, _sd3_transformer(24, 1536, 384, list(range(13))),
                 (2_500_000_000, "Stability AI, SD 3.5 announcement and model card: Medium, 2.5 billion parameters")),
-    "sd3_large": _sd3(SD35L, _sd3_transformer(SD35L, 38, 2432, 192, []),
+    "sd3_large": _sd3(SD35L, _sd3_transformer(38, 2432, 192, []),
                       (8_100_000_000, "Stability AI, SD 3.5 announcement and model card: Large, 8.1 billion "
                                       "parameters")),
     "kandinsky22": {
         "unet": Component(f"{DIFFUSERS}:UNet2DConditionModel", dict(
-            sample_size=64, in_channels=9, out_channels=8, layers_per_block=3, block_out_channels=[384, 768, 1152, 1536],
+            sample_size=64, in_channels=9, out_channels=8, layers_per_block=3,
+            block_out_channels=[384, 768, 1152, 1536],
             down_block_types=["ResnetDownsampleBlock2D"] + ["SimpleCrossAttnDownBlock2D"] * 3,
             up_block_types=["SimpleCrossAttnUpBlock2D"] * 3 + ["ResnetUpsampleBlock2D"],
             mid_block_type="UNetMidBlock2DSimpleCrossAttn", attention_head_dim=64, cross_attention_dim=768,
@@ -193,7 +197,8 @@ ARCHITECTURES: dict[str, dict[str, Component]] = {
             f"{K22_DECODER}/unet/config.json", 1_220_000_000, f"{K22_README}: latent diffusion U-Net 1.22B",
             attr="unet", gap=0.0271, gap_note=K22_GAP),
         "movq": Component(f"{DIFFUSERS}:VQModel", dict(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[128, 256, 256, 512], layers_per_block=2,
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[128, 256, 256, 512],
+            layers_per_block=2,
             down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
             up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3, norm_num_groups=32, norm_type="spatial",
             num_vq_embeddings=16384, vq_embed_dim=4, sample_size=32),
