@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 DETECTORS = {
-    "tiny-upernet": {"arch": "transformers", "epochs": 4, "lr": 0.003,
+    "tiny-upernet": {"arch": "transformers", "epochs": 6, "lr": 0.01,
                      "config": {"model_type": "upernet", "hidden_size": 16, "auxiliary_channels": 8,
                                 "backbone_config": {"model_type": "convnext", "depths": [1, 1, 1, 1],
                                                     "hidden_sizes": [8, 16, 24, 32], "out_features": STAGES}}},
