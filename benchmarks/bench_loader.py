@@ -55,14 +55,14 @@ def main() -> None:
     preloaded = list(DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                 generator=torch.Generator().manual_seed(0)))
     torch.manual_seed(0)
-    initial = zoo.build(spec.arch, spec.encoder, len(classes), None)
+    initial = zoo.build_detector(args.detector, spec, classes)
     train_steps(copy.deepcopy(initial), lambda: preloaded, cfg, 4)  # warm-up: allocator, kernels
     rows = []
     for _ in range(args.repeats):
         t_loader = train_steps(copy.deepcopy(initial), lambda: loader, cfg, args.steps)
         t_memory = train_steps(copy.deepcopy(initial), lambda: preloaded, cfg, args.steps)
         rows.append((args.steps / t_loader, args.steps / t_memory))
-    print(f"detector {args.detector} ({spec.arch}/{spec.encoder}), {len(dataset)} train images at {cfg.image_size} px, "
+    print(f"detector {args.detector} ({spec.summary}), {len(dataset)} train images at {cfg.image_size} px, "
           f"batch {cfg.batch_size}, num_workers {cfg.num_workers}, torch threads {torch.get_num_threads()}")
     for i, (loader_sps, memory_sps) in enumerate(rows, start=1):
         print(f"run {i}: loader {loader_sps:.2f} steps/s, preloaded {memory_sps:.2f} steps/s, "

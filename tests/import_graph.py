@@ -22,6 +22,9 @@ EXCLUDED = {
     "diffseg.params": "the values are tracked by each stage's params: keys; the schema only validates",
     "diffseg.errors": "exception types only",
 }
+# Folders of code that a project module imports by a path from params (importlib), which no import statement
+# shows: folder -> that module. A stage whose closure holds the module must depend on the folder, and no other.
+DYNAMIC_ROOTS = {"detectors": "diffseg.detect.user_models"}
 
 
 def module_files(src: Path = SRC) -> dict[str, Path]:
@@ -197,4 +200,20 @@ def check_deps(repo_root: Path = ROOT) -> list[str]:
                 problems.append(f"{name}: depends on {dep}, which must not be a dep: {EXCLUDED[excluded]}")
             elif dep.endswith(".py") and dep not in needed:
                 problems.append(f"{name}: depends on {dep}, but never imports it")
+        problems += _dynamic_root_problems(name, closure, deps, repo_root, path_of)
+    return problems
+
+
+def _dynamic_root_problems(name: str, closure: set[str], deps: list[str], repo_root: Path,
+                           path_of: dict[str, str]) -> list[str]:
+    """A declared dynamic-import root is a dep exactly of the stages that load its importer."""
+    problems = []
+    for root, importer in DYNAMIC_ROOTS.items():
+        if importer in closure and root not in deps:
+            problems.append(f"{name}: imports {path_of[importer]}, which imports code from {root}/ by path; its "
+                            f"dvc.yaml deps do not cover {root}")
+        elif importer not in closure and root in deps:
+            problems.append(f"{name}: depends on {root}/, but never imports {path_of[importer]}, which loads it")
+        elif root in deps and not (repo_root / root / "__init__.py").is_file():
+            problems.append(f"{name}: depends on {root}/, which is not a package ({root}/__init__.py is missing)")
     return problems

@@ -39,6 +39,8 @@ def test_dvc_deps_are_the_import_closure():
 def _copy_repo(dest: Path) -> Path:
     """Just what DVC needs to resolve dvc.yaml, plus the sources; no git, no outputs."""
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for root in graph.DYNAMIC_ROOTS:
+        shutil.copytree(ROOT / root, dest / root, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, dest / name)
     (dest / ".dvc").mkdir()
@@ -90,6 +92,41 @@ def test_unimported_dep_is_stale(repo, pristine):
                      "report: depends on src/diffseg/probes/, but never imports src/diffseg/probes/one.py",
                      "report: depends on src/diffseg/params.py, which must not be a dep: the values are tracked "
                      "by each stage's params: keys; the schema only validates"}
+
+
+def _detector_stages(dvc: dict) -> list[str]:
+    """The stages that load a detector (their closures hold detect/user_models.py), by dvc.yaml block."""
+    return [name for name, stage in dvc["stages"].items()
+            if "src/diffseg/detect/user_models.py" in stage.get("do", stage).get("deps", [])]
+
+
+def test_dynamic_import_root_is_a_dep_of_exactly_the_stages_that_load_it(repo, pristine):
+    dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
+    assert _detector_stages(dvc) == ["train", "evaluate", "robustness", "crossgen", "baseline"]
+    dvc["stages"]["evaluate"]["do"]["deps"].remove("detectors")
+    dvc["stages"]["report"]["deps"].append("detectors")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    detectors = yaml.safe_load((repo / "params.yaml").read_text())["detect"]["detectors"]
+
+    added = set(graph.check_deps(repo)) - pristine[1]
+
+    assert added == {f"evaluate@{d}: imports src/diffseg/detect/user_models.py, which imports code from "
+                     f"detectors/ by path; its dvc.yaml deps do not cover detectors" for d in detectors} | {
+        "report: depends on detectors/, but never imports src/diffseg/detect/user_models.py, which loads it"}
+
+
+def test_dynamic_import_root_must_be_a_package(repo, pristine):
+    (repo / "detectors" / "__init__.py").unlink()
+    dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    stages = [f"{s}@{d}" for s in ("train", "evaluate", "robustness") for d in params["detect"]["detectors"]]
+    stages += [f"crossgen@{g}" for g in params["crossgen"]["held_out"]]
+    stages += [f"baseline@{b}" for b in dvc["stages"]["baseline"]["foreach"]]
+
+    added = set(graph.check_deps(repo)) - pristine[1]
+
+    assert added == {f"{s}: depends on detectors/, which is not a package (detectors/__init__.py is missing)"
+                     for s in stages}
 
 
 def test_cross_stage_import_and_cycle_are_reported(repo):

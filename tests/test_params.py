@@ -191,6 +191,38 @@ RANGE_CASES = [
     ("detect.detectors.fcn8s.epochs", 1,
      "key 'detect.warmup_epochs': must be < the epochs of detector 'fcn8s' (1), got 1"),
     ("crossgen.detector", "unet", "key 'crossgen.detector': must be a key of detect.detectors, got 'unet'"),
+    # the detector routes: smp / fcn8s, transformers, target
+    ("detect.detectors.extra", {"arch": "Unett", "encoder": "resnet18"},
+     "key 'detect.detectors.extra.arch': must be 'fcn8s', 'transformers' or an smp architecture (unet, "),
+    ("detect.detectors.extra", {"encoder": "resnet18"},
+     "key 'detect.detectors.extra.arch': must name the architecture ('fcn8s', an smp architecture or "
+     "'transformers'), or set target"),
+    ("detect.detectors.extra", {"arch": "Unet"}, "key 'detect.detectors.extra.encoder': must name the encoder of Unet"),
+    ("detect.detectors.extra", {"arch": "Unet", "encoder": "resnet18", "model": "nvidia/mit-b0"},
+     "key 'detect.detectors.extra.model': is not used by arch Unet: drop it"),
+    ("detect.detectors.extra", {"arch": "transformers"},
+     "key 'detect.detectors.extra.config.model_type': arch transformers needs model (a hub id or folder) or "
+     "config.model_type, one of segformer, upernet, mask2former, dpt; got None"),
+    ("detect.detectors.extra", {"arch": "transformers", "config": {"model_type": "beit"}},
+     "key 'detect.detectors.extra.config.model_type': arch transformers needs model"),
+    ("detect.detectors.extra", {"arch": "transformers", "model": "nvidia/mit-b0", "config": {"model_type": "dpt"}},
+     "key 'detect.detectors.extra.config.model_type': the type comes from the checkpoint 'nvidia/mit-b0': drop it"),
+    ("detect.detectors.extra", {"arch": "transformers", "config": {"model_type": "segformer", "num_labels": 5}},
+     "key 'detect.detectors.extra.config.num_labels': is set from the task's classes and the input channels"),
+    ("detect.detectors.extra", {"arch": "transformers", "encoder": "mit_b0", "model": "nvidia/mit-b0"},
+     "key 'detect.detectors.extra.encoder': is not used by arch transformers: drop it"),
+    ("detect.detectors.extra", {"target": "detectors.mynet.build"},
+     "key 'detect.detectors.extra.target': must be 'package.module:function' (e.g. 'detectors.mynet:build'), "
+     "got 'detectors.mynet.build'"),
+    ("detect.detectors.extra", {"target": "detectors.mynet:build:x"}, "key 'detect.detectors.extra.target': must be"),
+    ("detect.detectors.extra", {"target": "detectors.mynet:build", "arch": "Unet", "encoder": "resnet18"},
+     "key 'detect.detectors.extra': set arch or target, not both (arch 'Unet', target 'detectors.mynet:build')"),
+    ("detect.detectors.extra", {"target": "detectors.mynet:build", "config": {"model_type": "segformer"}},
+     "key 'detect.detectors.extra.config': is not used by target: drop it"),
+    ("detect.detectors.extra", {"target": "detectors.mynet:build", "kwargs": {"n_classes": 3}},
+     "key 'detect.detectors.extra.kwargs.n_classes': is passed by the trainer"),
+    ("detect.detectors.extra", {"arch": "Unet", "encoder": "resnet18", "kwargs": {"width": 8}},
+     "key 'detect.detectors.extra.kwargs': is not used by arch Unet: drop it"),
     ("crossgen.held_out", ["dalle"], "key 'crossgen.held_out': unknown generator(s) ['dalle']"),
     ("crossgen.unseen", ["dalle"], "key 'crossgen.unseen': unknown generator(s) ['dalle']"),
     ("crossgen.unseen", ["sdxl"], "key 'crossgen.unseen': ['sdxl'] must also be in crossgen.held_out, which "
@@ -273,6 +305,28 @@ def test_detect_training_keys_take_their_documented_values(loaded):
         p = copy.deepcopy(loaded)
         setattr(p.detect.detectors[name], field, value)
         p.check()
+
+
+def test_every_detector_route_is_accepted(tmp_path):
+    routes = {"upper": {"arch": "UPerNet", "encoder": "resnet18"},
+              "hub": {"arch": "transformers", "model": "nvidia/mit-b2", "config": {"drop_path_rate": 0.2}},
+              "tiny": {"arch": "transformers", "config": {"model_type": "upernet", "hidden_size": 16,
+                                                           "backbone_config": {"model_type": "convnext",
+                                                                               "depths": [1, 1, 1, 1]}}},
+              "mine": {"target": "detectors.mynet:build", "kwargs": {"width": 8, "depths": [1, 2]}}}
+    p = params.load(_params_with(tmp_path, "detect.detectors", {**_repo_params()["detect"]["detectors"], **routes}))
+    specs = p.detect.detectors
+    assert specs["tiny"].config["backbone_config"] == {"model_type": "convnext", "depths": [1, 1, 1, 1]}
+    assert (specs["mine"].arch, specs["mine"].kwargs) == (None, {"width": 8, "depths": [1, 2]})
+    assert [specs[n].summary for n in ("fcn8s", "upper", "hub", "tiny", "mine")] == [
+        "fcn8s/vgg16_bn", "UPerNet/resnet18", "transformers nvidia/mit-b2", "transformers upernet",
+        "detectors.mynet:build"]
+
+
+def test_smp_architecture_list_is_smps_own():
+    import segmentation_models_pytorch as smp
+
+    assert params.SMP_ARCHS == tuple(smp.MODEL_ARCHITECTURES_MAPPING)
 
 
 def test_class_weights_refuse_a_detector_of_the_other_task(tmp_path):

@@ -437,6 +437,14 @@ class Assemble:
 
 
 FCN_ENCODERS = ("vgg16", "vgg16_bn")  # FCN-8s backbones: VGG-16 as FCN-8s defines it, and its BatchNorm variant
+# segmentation-models-pytorch's architectures (smp.MODEL_ARCHITECTURES_MAPPING; it matches names in lower case).
+SMP_ARCHS = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
+             "upernet", "segformer", "dpt")
+TRANSFORMERS = "transformers"  # the arch of the transformers route (diffseg.detect.hf_models)
+# transformers model types the transformers route builds (config.model_type, or the type of the model's checkpoint).
+HF_MODEL_TYPES = ("segformer", "upernet", "mask2former", "dpt")
+# target: 'package.module:function', the function that builds a user's detector (diffseg.detect.user_models).
+_TARGET = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 TASKS = ("binary", "attribution")
 SCHEDULES = ("cosine", "constant")
 NO_IGNORE = -100  # torch's own "no ignored label" value; accepted as a synonym of null
@@ -444,24 +452,85 @@ NO_IGNORE = -100  # torch's own "no ignored label" value; accepted as a synonym 
 
 @dataclass
 class Detector:
-    arch: str = MISSING  # 'fcn8s' or any smp architecture (DeepLabV3Plus, Segformer, Unet, ...)
-    encoder: str = MISSING  # 'vgg16' or 'vgg16_bn' for fcn8s; any smp encoder otherwise (resnet18, mit_b0, ...)
+    # 'fcn8s', any smp architecture (DeepLabV3Plus, Segformer, Unet, ...) or 'transformers'; null with target.
+    arch: Optional[str] = None
+    encoder: Optional[str] = None  # 'vgg16' or 'vgg16_bn' for fcn8s; any smp encoder otherwise (resnet18, mit_b0, ...)
     # 'imagenet' at paper scale; None offline (no download). When set, the model normalises its [0, 1]
     # input with the ImageNet mean and std itself (diffseg.detect.zoo.Normalized).
     encoder_weights: Optional[str] = None
+    # arch transformers: a hub id or local folder of pretrained weights (nvidia/mit-b2, ...); null = random init.
+    model: Optional[str] = None
+    # arch transformers: the transformers config; with model null it needs model_type (a tiny model offline),
+    # with model set its entries override the checkpoint's config.
+    config: dict[str, Any] = field(default_factory=dict)
+    target: Optional[str] = None  # 'package.module:function' building a user's nn.Module; instead of arch
+    kwargs: dict[str, Any] = field(default_factory=dict)  # target's keyword arguments (n_classes, in_channels added)
     task: Optional[str] = None  # binary | attribution; None = detect.task
     # This detector's own training length and learning rate; None = detect.epochs / detect.lr. Architectures
     # differ in both (a transformer from a random start wants more epochs and a larger step than a CNN).
     epochs: Optional[int] = None
     lr: Optional[float] = None
 
+    @property
+    def summary(self) -> str:
+        """What builds it, for log lines: 'fcn8s/vgg16_bn', 'transformers nvidia/mit-b0', 'detectors.x:build'."""
+        if self.target:
+            return self.target
+        if self.arch == TRANSFORMERS:
+            return f"{TRANSFORMERS} {self.model or self.config.get('model_type')}"
+        return f"{self.arch}/{self.encoder}"
+
     def check(self, key: str) -> None:
-        _require(self.arch != "fcn8s" or self.encoder in FCN_ENCODERS, f"{key}.encoder",
-                 f"fcn8s is defined on VGG-16: use encoder 'vgg16' or 'vgg16_bn', got {self.encoder!r}")
+        _require(self.arch is None or self.target is None, key,
+                 f"set arch or target, not both (arch {self.arch!r}, target {self.target!r})")
+        _require(self.arch is not None or self.target is not None, f"{key}.arch",
+                 "must name the architecture ('fcn8s', an smp architecture or 'transformers'), or set target")
+        if self.target is not None:
+            self._check_target(key)
+        elif self.arch == TRANSFORMERS:
+            self._check_transformers(key)
+        else:
+            self._check_smp(key)
         _require(self.task is None or self.task in TASKS, f"{key}.task",
                  f"must be null, 'binary' or 'attribution', got {self.task!r}")
         _require(self.epochs is None or self.epochs >= 1, f"{key}.epochs", f"must be null or >= 1, got {self.epochs}")
         _require(self.lr is None or self.lr > 0, f"{key}.lr", f"must be null or > 0, got {self.lr}")
+
+    def _only(self, key: str, route: str, allowed: Sequence[str]) -> None:
+        """Fields of the other routes stay unset, so a typo'd route does not silently ignore them."""
+        for name in ("encoder", "encoder_weights", "model", "config", "kwargs"):
+            _require(name in allowed or not getattr(self, name), f"{key}.{name}", f"is not used by {route}: drop it")
+
+    def _check_smp(self, key: str) -> None:
+        _require(self.arch == "fcn8s" or self.arch.lower() in SMP_ARCHS, f"{key}.arch",
+                 f"must be 'fcn8s', 'transformers' or an smp architecture ({', '.join(SMP_ARCHS)}; any case), "
+                 f"got {self.arch!r}")
+        _named(self.encoder, f"{key}.encoder", f"the encoder of {self.arch}")
+        _require(self.arch != "fcn8s" or self.encoder in FCN_ENCODERS, f"{key}.encoder",
+                 f"fcn8s is defined on VGG-16: use encoder 'vgg16' or 'vgg16_bn', got {self.encoder!r}")
+        self._only(key, f"arch {self.arch}", ("encoder", "encoder_weights"))
+
+    def _check_transformers(self, key: str) -> None:
+        self._only(key, "arch transformers", ("model", "config"))
+        model_type = self.config.get("model_type")
+        if self.model is None:
+            _require(model_type in HF_MODEL_TYPES, f"{key}.config.model_type",
+                     f"arch transformers needs model (a hub id or folder) or config.model_type, one of "
+                     f"{', '.join(HF_MODEL_TYPES)}; got {model_type!r}")
+        else:
+            _require(model_type is None, f"{key}.config.model_type",
+                     f"the type comes from the checkpoint {self.model!r}: drop it")
+        for name in ("num_labels", "id2label", "label2id", "num_channels"):
+            _require(name not in self.config, f"{key}.config.{name}",
+                     "is set from the task's classes and the input channels: drop it")
+
+    def _check_target(self, key: str) -> None:
+        _require(re.fullmatch(_TARGET, self.target) is not None, f"{key}.target",
+                 f"must be 'package.module:function' (e.g. 'detectors.mynet:build'), got {self.target!r}")
+        self._only(key, "target", ("kwargs",))
+        for name in ("n_classes", "in_channels"):
+            _require(name not in self.kwargs, f"{key}.kwargs.{name}",
+                     "is passed by the trainer (the task's class count, the input channels): drop it")
 
 
 @dataclass

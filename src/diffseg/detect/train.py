@@ -298,12 +298,12 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
                                 flip_seed=seed if cfg.flip else None)
     val_set = SegmentationSet(Path(cfg.dataset), ["val"], task, cfg.image_size, keep=keep, ignore=ignore)
     torch.manual_seed(seed % (1 << 32))
-    model = zoo.build(spec.arch, spec.encoder, len(classes), spec.encoder_weights)
+    model = zoo.build_detector(name, spec, classes)
     device = pick_device(params.detect.device)
     world = distributed.setup(device) if distributed.launched() else None
     main = world is None or world.main
     if main:
-        print(f"train@{name}: {spec.arch}/{spec.encoder} on {device}"
+        print(f"train@{name}: {spec.summary} on {device}"
               f"{f' x {world.size} processes' if world else ''}, {len(train_set)} train / {len(val_set)} val "
               f"images, task {task} ({len(classes)} classes), lr {cfg.lr} {cfg.schedule} "
               f"(warmup {cfg.warmup_epochs} epoch(s))" + (f", without the images of {unseen}" if unseen else ""))
@@ -317,7 +317,7 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
     kept = kept_epoch(history)
     val_iou = history[kept].get("val_iou_edited")
     if main:
-        zoo.save(model, out_dir, {"arch": spec.arch, "encoder": spec.encoder, "task": task, "classes": classes,
+        zoo.save(model, out_dir, {**zoo.describe(spec, model), "task": task, "classes": classes,
                                   "image_size": cfg.image_size, "name": name, "epochs": cfg.epochs,
                                   "train_images": len(train_set), "val_images": len(val_set),
                                   "normalize": zoo.normalization_of(model), "kept_epoch": kept,
