@@ -410,6 +410,8 @@ class Assemble:
 
 FCN_ENCODERS = ("vgg16", "vgg16_bn")  # FCN-8s backbones: VGG-16 as FCN-8s defines it, and its BatchNorm variant
 TASKS = ("binary", "attribution")
+# Forensic front-ends (diffseg.detect.frontends.NAMES): rgb, SRM residuals and BayarConv, joined in this order.
+FRONTENDS = ("srm", "bayar", "rgb+srm", "rgb+bayar", "srm+bayar", "rgb+srm+bayar")
 SCHEDULES = ("cosine", "constant")
 NO_IGNORE = -100  # torch's own "no ignored label" value; accepted as a synonym of null
 
@@ -426,6 +428,8 @@ class Detector:
     # differ in both (a transformer from a random start wants more epochs and a larger step than a CNN).
     epochs: Optional[int] = None
     lr: Optional[float] = None
+    # The encoder's input: null = the RGB image; else one of FRONTENDS, noise residuals with or without it.
+    frontend: Optional[str] = None
 
     def check(self, key: str) -> None:
         _require(self.arch != "fcn8s" or self.encoder in FCN_ENCODERS, f"{key}.encoder",
@@ -434,6 +438,8 @@ class Detector:
                  f"must be null, 'binary' or 'attribution', got {self.task!r}")
         _require(self.epochs is None or self.epochs >= 1, f"{key}.epochs", f"must be null or >= 1, got {self.epochs}")
         _require(self.lr is None or self.lr > 0, f"{key}.lr", f"must be null or > 0, got {self.lr}")
+        _require(self.frontend is None or self.frontend in FRONTENDS, f"{key}.frontend",
+                 f"must be null or one of {', '.join(FRONTENDS)}, got {self.frontend!r}")
 
 
 @dataclass

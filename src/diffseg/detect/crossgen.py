@@ -142,7 +142,7 @@ def train_detector(params: Params, root: Path, selection: Selection, device: str
                                 flip_seed=seed if cfg.flip else None)
     val_set = SegmentationSet(root, ["val"], "binary", cfg.image_size, keep=only(selection.val), ignore=ignore)
     torch.manual_seed(seed % (1 << 32))
-    model = zoo.build(spec.arch, spec.encoder, len(BINARY), spec.encoder_weights)
+    model = zoo.build(spec.arch, spec.encoder, len(BINARY), spec.encoder_weights, spec.frontend)
     # Class weights in params are per class of detect.task; this binary model trains unweighted.
     history = fit(model, train_set, val_set, replace(cfg, class_weights=None), BINARY, seed, device)
     kept = kept_epoch(history)

@@ -298,7 +298,7 @@ def run(params: Params, name: str, out_dir: Path, log_dir: Path) -> dict:
                                 flip_seed=seed if cfg.flip else None)
     val_set = SegmentationSet(Path(cfg.dataset), ["val"], task, cfg.image_size, keep=keep, ignore=ignore)
     torch.manual_seed(seed % (1 << 32))
-    model = zoo.build(spec.arch, spec.encoder, len(classes), spec.encoder_weights)
+    model = zoo.build(spec.arch, spec.encoder, len(classes), spec.encoder_weights, spec.frontend)
     device = pick_device(params.detect.device)
     world = distributed.setup(device) if distributed.launched() else None
     main = world is None or world.main

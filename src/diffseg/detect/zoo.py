@@ -11,6 +11,12 @@ ImageNet-normalised input, so a model built with ``encoder_weights`` is wrapped 
 which holds the mean and std as buffers: they are saved with the weights, ``config.json`` records
 ``"normalize": "imagenet"``, and :func:`load` rebuilds the same wrapper. Randomly initialised models
 (the offline profile) learn from [0, 1] directly and stay unwrapped (``"normalize": null``).
+
+A detector with a forensic front-end (``frontend``, :mod:`diffseg.detect.frontends`: SRM residuals, BayarConv)
+is ``FrontEnd(Normalized(network))``: the front-end sees the [0, 1] image and makes the encoder's input
+channels (the network is built with that many ``in_channels``), ``Normalized`` normalises only the RGB ones.
+:func:`_wrap` is the one place both wrappers are put on, for :func:`build` and :func:`load` alike;
+``config.json`` records ``"frontend"`` and the weights include the BayarConv's.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diffseg import records
+from diffseg.detect import frontends
 
 FCN_ENCODERS = ("vgg16", "vgg16_bn")
 # torchvision's ImageNet statistics, the input normalisation of every ImageNet-pretrained encoder here.
@@ -30,8 +37,10 @@ NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 class Normalized(nn.Module):
     """``model((x - mean) / std)``: the input normalisation a pretrained encoder expects, inside the model.
 
-    ``mean`` and ``std`` are per-channel buffers, so they move with ``.to(device)`` and are part of the
-    state dict (keys ``mean``, ``std``; the wrapped model's keys start with ``model.``).
+    Only the first ``len(mean)`` channels (the RGB image) are normalised; further channels (a front-end's
+    residuals) pass through unchanged. ``mean`` and ``std`` are per-channel buffers, so they move with
+    ``.to(device)`` and are part of the state dict (keys ``mean``, ``std``; the wrapped model's keys start with
+    ``model.``).
     """
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
@@ -41,7 +50,8 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        rgb = self.mean.shape[1]
+        return self.model(torch.cat([(x[:, :rgb] - self.mean) / self.std, x[:, rgb:]], 1))
 
 
 def normalize(model: nn.Module, name: str | None) -> nn.Module:
@@ -65,10 +75,11 @@ class FCN8s(nn.Module):
     Bilinear upsampling replaces the original learned deconvolutions (a common, equivalent-in-practice
     simplification that keeps arbitrary input sizes exact). ``batch_norm`` takes VGG-16 with BatchNorm
     after every convolution (torchvision's ``vgg16_bn``): from random initialisation the plain VGG-16
-    stays at predicting one class everywhere, the BatchNorm one trains.
+    stays at predicting one class everywhere, the BatchNorm one trains. ``in_channels`` other than 3 widens
+    the first convolution (:func:`widen_first_conv`).
     """
 
-    def __init__(self, n_classes: int, pretrained: bool = False, batch_norm: bool = False):
+    def __init__(self, n_classes: int, pretrained: bool = False, batch_norm: bool = False, in_channels: int = 3):
         super().__init__()
         from torchvision.models import VGG16_BN_Weights, VGG16_Weights, vgg16, vgg16_bn
 
@@ -76,6 +87,8 @@ class FCN8s(nn.Module):
             features = vgg16_bn(weights=VGG16_BN_Weights.IMAGENET1K_V1 if pretrained else None).features
         else:
             features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None).features
+        if in_channels != 3:
+            features[0] = widen_first_conv(features[0], in_channels, pretrained)
         # Cut after the 3rd and 4th max-pooling (indices 16 and 23 in vgg16, 23 and 33 in vgg16_bn).
         pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
         p3, p4 = pools[2] + 1, pools[3] + 1
@@ -101,25 +114,52 @@ def _up(score: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return nn.functional.interpolate(score, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build(arch: str, encoder: str, n_classes: int, encoder_weights: str | None = None) -> nn.Module:
+def widen_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2d:
+    """``conv`` taking ``in_channels`` inputs, by smp's rule for ``in_channels`` > 3 (``patch_first_conv``):
+    pretrained, input channel i gets the kernel of channel i mod 3, all scaled by 3 / in_channels (the response
+    to an input repeated over the channels stays the pretrained one); otherwise a fresh default initialisation."""
+    wide = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+    if pretrained:
+        with torch.no_grad():
+            old = conv.in_channels
+            wide.weight.copy_(conv.weight[:, [i % old for i in range(in_channels)]] * (old / in_channels))
+            wide.bias.copy_(conv.bias)
+    return wide
+
+
+def build(arch: str, encoder: str, n_classes: int, encoder_weights: str | None = None,
+          frontend: str | None = None) -> nn.Module:
     """A fresh detector; ``encoder_weights`` is e.g. 'imagenet' at paper scale (the model then
-    normalises its [0, 1] input itself, see :class:`Normalized`), None offline."""
-    return normalize(_network(arch, encoder, n_classes, encoder_weights), normalization(encoder_weights))
+    normalises its [0, 1] input itself, see :class:`Normalized`), None offline; ``frontend`` one of
+    ``frontends.NAMES`` or None (RGB only)."""
+    network = _network(arch, encoder, n_classes, encoder_weights, frontends.channels(frontend))
+    rgb = "rgb" in frontends.parts_of(frontend)  # ImageNet statistics are for RGB channels only
+    return _wrap(network, normalization(encoder_weights) if rgb else None, frontend)
 
 
-def _network(arch: str, encoder: str, n_classes: int, encoder_weights: str | None) -> nn.Module:
-    """The bare segmentation network, taking normalised input."""
+def _wrap(network: nn.Module, normalization_name: str | None, frontend: str | None) -> nn.Module:
+    """The detector around the bare ``network``: the front-end outside, seeing the [0, 1] image, and the
+    normalisation of the RGB channels inside it, next to the network. Used by :func:`build` and :func:`load`."""
+    return frontends.attach(normalize(network, normalization_name), frontend)
+
+
+def _network(arch: str, encoder: str, n_classes: int, encoder_weights: str | None, in_channels: int = 3) -> nn.Module:
+    """The bare segmentation network, taking normalised input with ``in_channels`` channels."""
     if arch == "fcn8s":
         if encoder not in FCN_ENCODERS:
             raise ValueError(f"fcn8s is defined on VGG-16 (encoder 'vgg16' or 'vgg16_bn'), got {encoder!r}")
-        return FCN8s(n_classes, pretrained=encoder_weights is not None, batch_norm=encoder == "vgg16_bn")
+        return FCN8s(n_classes, pretrained=encoder_weights is not None, batch_norm=encoder == "vgg16_bn",
+                     in_channels=in_channels)
     import segmentation_models_pytorch as smp
 
-    return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=n_classes)
+    return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=n_classes,
+                            in_channels=in_channels)
 
 
 def normalization_of(model: nn.Module) -> str | None:
     """The name of the input normalisation ``model`` applies (what ``config.json`` records), or None."""
+    if isinstance(model, frontends.FrontEnd):
+        model = model.model
     if not isinstance(model, Normalized):
         return None
     for name, (mean, std) in NORMALIZATIONS.items():
@@ -130,9 +170,12 @@ def normalization_of(model: nn.Module) -> str | None:
 
 
 def save(model: nn.Module, folder: Path, config: dict) -> None:
-    """``model.safetensors`` and ``config.json``; a :class:`Normalized` model's config gets its ``normalize``."""
-    if isinstance(model, Normalized):
+    """``model.safetensors`` and ``config.json``; a normalising model's config gets its ``normalize``, one with a
+    front-end its ``frontend`` (other configs are written as given)."""
+    if normalization_of(model) is not None:
         config = {**config, "normalize": normalization_of(model)}
+    if frontends.name_of(model) is not None:
+        config = {**config, "frontend": frontends.name_of(model)}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -146,8 +189,10 @@ def load(folder: Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     folder = Path(folder)
     config = records.read_json(folder / "config.json")
     # Weights (and normalisation buffers) come from the checkpoint, so no pretrained download is needed
-    # to rebuild the module; checkpoints from before the normalisation wrapper have no "normalize" key.
-    model = normalize(_network(config["arch"], config["encoder"], len(config["classes"]), encoder_weights=None),
-                      config.get("normalize"))
+    # to rebuild the module; checkpoints from before the normalisation wrapper or the front-ends have no
+    # "normalize" or "frontend" key.
+    frontend = config.get("frontend")
+    network = _network(config["arch"], config["encoder"], len(config["classes"]), None, frontends.channels(frontend))
+    model = _wrap(network, config.get("normalize"), frontend)
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device="cpu"))
     return model.to(device).eval(), config
