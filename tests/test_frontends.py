@@ -144,7 +144,8 @@ def test_widened_first_conv_keeps_the_pretrained_response():
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(wide(x.repeat(1, 3, 1, 1)), conv(x), atol=1e-6)
-    assert zoo.widen_first_conv(conv, 6, pretrained=False).weight.shape == (4, 6, 3, 3)
+    fresh = zoo.widen_first_conv(conv, 6, pretrained=False)
+    assert fresh.weight.shape == (4, 6, 3, 3) and fresh.bias.tolist() == [0.0] * 4  # VGG's own initialisation
 
 
 class Recorder(nn.Module):

@@ -115,15 +115,19 @@ def _up(score: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def widen_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2d:
-    """``conv`` taking ``in_channels`` inputs, by smp's rule for ``in_channels`` > 3 (``patch_first_conv``):
-    pretrained, input channel i gets the kernel of channel i mod 3, all scaled by 3 / in_channels (the response
-    to an input repeated over the channels stays the pretrained one); otherwise a fresh default initialisation."""
+    """VGG's first ``conv`` taking ``in_channels`` inputs. Pretrained, by smp's rule for ``in_channels`` > 3
+    (``patch_first_conv``): input channel i gets the kernel of channel i mod 3, all scaled by 3 / in_channels (the
+    response to an input repeated over the channels stays the pretrained one). Otherwise VGG's own initialisation
+    (torchvision: Kaiming normal over fan-out, zero bias)."""
     wide = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
-    if pretrained:
-        with torch.no_grad():
+    with torch.no_grad():
+        if pretrained:
             old = conv.in_channels
             wide.weight.copy_(conv.weight[:, [i % old for i in range(in_channels)]] * (old / in_channels))
             wide.bias.copy_(conv.bias)
+        else:
+            nn.init.kaiming_normal_(wide.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(wide.bias)
     return wide
 
 
