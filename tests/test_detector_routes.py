@@ -3,6 +3,8 @@ pretrained folder through from_pretrained) and a user's model by import path (``
 every route. This module also defines the user model that the target tests import by path."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 
@@ -178,27 +180,20 @@ def test_pretrained_errors_name_the_model(tmp_path):
     Detector(arch="transformers", config=TINY["segformer"]),
     Detector(arch="transformers", config=TINY["upernet-convnext"]),
     Detector(target="test_detector_routes:build", kwargs={"width": 4})], ids=lambda s: s.summary)
-def test_every_route_takes_extra_input_channels(tmp_path, spec):
+def test_every_route_takes_a_frontend(tmp_path, spec):
+    # rgb+srm feeds the network six channels: a route that ignored them would fail at the first forward
+    spec = dataclasses.replace(spec, frontend="rgb+srm")
     torch.manual_seed(0)
-    model = zoo.build_detector("four", spec, CLASSES, in_channels=4).eval()
-    x = torch.rand(2, 4, 64, 64)
+    model = zoo.build_detector("six", spec, CLASSES).eval()
+    x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         out = model(x)
     assert out.shape == (2, 3, 64, 64)
-    zoo.save(model, tmp_path / "m", {**zoo.describe(spec, model, in_channels=4), "classes": CLASSES})
+    zoo.save(model, tmp_path / "m", {**zoo.describe(spec, model), "classes": CLASSES})
     loaded, config = zoo.load(tmp_path / "m")
     with torch.no_grad():
         assert torch.equal(loaded(x), out)
-    assert config["in_channels"] == 4
-
-
-def test_fcn8s_extra_channels_keep_the_rgb_filters():
-    torch.manual_seed(0)
-    rgb = zoo.FCN8s(3).to_pool3[0]
-    torch.manual_seed(0)
-    wider = zoo.FCN8s(3, in_channels=5).to_pool3[0]
-    assert torch.equal(wider.weight[:, :3], rgb.weight) and torch.equal(wider.bias, rgb.bias)
-    assert wider.weight[:, 3:].abs().sum().item() == 0.0
+    assert config["frontend"] == "rgb+srm"
 
 
 # --- a user's model by import path ------------------------------------------------------------------------

@@ -188,6 +188,10 @@ RANGE_CASES = [
      "key 'detect.detectors.segformer.task': must be null, 'binary' or 'attribution', got 'segmentation'"),
     ("detect.detectors.segformer.epochs", 0, "key 'detect.detectors.segformer.epochs': must be null or >= 1, got 0"),
     ("detect.detectors.segformer.lr", -0.1, "key 'detect.detectors.segformer.lr': must be null or > 0, got -0.1"),
+    ("detect.detectors.segformer.frontend", "rgb",
+     "key 'detect.detectors.segformer.frontend': must be null or one of srm, bayar, rgb+srm, rgb+bayar, srm+bayar, "
+     "rgb+srm+bayar, got 'rgb'"),
+    ("detect.detectors.fcn8s.frontend", "srm+rgb", "key 'detect.detectors.fcn8s.frontend': must be null or one of "),
     ("detect.detectors.fcn8s.epochs", 1,
      "key 'detect.warmup_epochs': must be < the epochs of detector 'fcn8s' (1), got 1"),
     ("crossgen.detector", "unet", "key 'crossgen.detector': must be a key of detect.detectors, got 'unet'"),

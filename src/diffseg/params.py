@@ -446,6 +446,8 @@ HF_MODEL_TYPES = ("segformer", "upernet", "mask2former", "dpt")
 # target: 'package.module:function', the function that builds a user's detector (diffseg.detect.user_models).
 _TARGET = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 TASKS = ("binary", "attribution")
+# Forensic front-ends (diffseg.detect.frontends.NAMES): rgb, SRM residuals and BayarConv, joined in this order.
+FRONTENDS = ("srm", "bayar", "rgb+srm", "rgb+bayar", "srm+bayar", "rgb+srm+bayar")
 SCHEDULES = ("cosine", "constant")
 NO_IGNORE = -100  # torch's own "no ignored label" value; accepted as a synonym of null
 
@@ -470,6 +472,8 @@ class Detector:
     # differ in both (a transformer from a random start wants more epochs and a larger step than a CNN).
     epochs: Optional[int] = None
     lr: Optional[float] = None
+    # The encoder's input: null = the RGB image; else one of FRONTENDS, noise residuals with or without it.
+    frontend: Optional[str] = None
 
     @property
     def summary(self) -> str:
@@ -495,6 +499,8 @@ class Detector:
                  f"must be null, 'binary' or 'attribution', got {self.task!r}")
         _require(self.epochs is None or self.epochs >= 1, f"{key}.epochs", f"must be null or >= 1, got {self.epochs}")
         _require(self.lr is None or self.lr > 0, f"{key}.lr", f"must be null or > 0, got {self.lr}")
+        _require(self.frontend is None or self.frontend in FRONTENDS, f"{key}.frontend",
+                 f"must be null or one of {', '.join(FRONTENDS)}, got {self.frontend!r}")
 
     def _only(self, key: str, route: str, allowed: Sequence[str]) -> None:
         """Fields of the other routes stay unset, so a typo'd route does not silently ignore them."""

@@ -61,9 +61,12 @@ def _resize(maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return nn.functional.interpolate(maps, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build(model: str | None, overrides: dict[str, Any], classes: list[str], in_channels: int = 3) -> HFSegmenter:
+def build(model: str | None, overrides: dict[str, Any], classes: list[str], in_channels: int = 3,
+          rgb: bool = True) -> HFSegmenter:
     """A fresh detector: ``model`` from ``from_pretrained`` with ``overrides`` on its config, or, for ``model``
-    None, random weights from ``overrides`` (which then name the ``model_type``)."""
+    None, random weights from ``overrides`` (which then name the ``model_type``). ``rgb``: the first three
+    input channels are the image, which a pretrained model normalises as its processor says (a front-end
+    without the RGB image passes residuals only, left as they are)."""
     labels = {"id2label": dict(enumerate(classes)),
               "label2id": {name: i for i, name in enumerate(classes)}}
     if model is None:
@@ -79,7 +82,7 @@ def build(model: str | None, overrides: dict[str, Any], classes: list[str], in_c
         raise UserError(f"{model} is a {config.model_type!r} model; the transformers route builds "
                         f"{', '.join(HF_MODEL_TYPES)}")
     # The head is sized for the checkpoint's own labels (ADE20k's 150 classes, ...): it starts anew.
-    stats = _processor_stats(model, in_channels)
+    stats = _processor_stats(model, in_channels) if rgb else _identity(in_channels)
     config = _with_channels(config, in_channels)
     net = _model_class(config).from_pretrained(model, config=config, ignore_mismatched_sizes=True)
     return HFSegmenter(net, *stats)
