@@ -1,5 +1,5 @@
 """The detector routes beside fcn8s and smp: transformers' segmentation models (from a tiny config, and from a
-pretrained folder through from_pretrained) and a user's model by import path (``target``); ``in_channels`` on
+pretrained folder through from_pretrained) and a user's model by import path (``target``); a front-end on
 every route. This module also defines the user model that the target tests import by path."""
 from __future__ import annotations
 
