@@ -45,7 +45,9 @@ def test_srm_is_not_trained():
 
 
 def test_srm_residuals_by_hand():
-    srm = frontends.SRM()
+    def srm(levels: torch.Tensor) -> torch.Tensor:  # the residual in grey levels (the module gives units of T)
+        return frontends.SRM()(levels) * frontends.SRM_TRUNCATION
+
     # A constant image has no residual (every kernel sums to 0; 1e-4 grey levels of float rounding at most).
     for level in (0.0, 37.0, 127.5, 186.15, 255.0):
         assert srm(torch.full((1, 3, 9, 11), level)).abs().max().item() <= 1e-4
@@ -64,6 +66,8 @@ def test_srm_residuals_by_hand():
     # Residuals beyond 3 grey levels are content, truncated.
     assert srm(impulse * 5)[0, :, 5, 5].tolist() == [-3.0, -3.0, -3.0]
     assert srm(impulse * 5)[0, :, 5, 6].tolist() == pytest.approx([3.0, 2.5, 2.5])  # 5 x 8 / 12 = 3.33 is cut
+    # ... and the module gives them in units of the truncation, [-1, 1] like the RGB channels
+    assert frontends.SRM()(impulse * 5)[0, :, 5, 6].tolist() == pytest.approx([1.0, 2.5 / 3, 2.5 / 3])
 
 
 def _assert_constrained(kernel: torch.Tensor) -> None:

@@ -39,8 +39,9 @@ SRM_FILTERS = (
     ([[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]], 2),
 )
 # SRM truncates residuals at T (T = 2 in Fridrich and Kodovsky): beyond a few grey levels a residual is content
-# (edges, texture), not noise. 3 grey levels is this project's choice; it also keeps the residual channels in
-# [-3, 3], the range of ImageNet-normalised RGB.
+# (edges, texture), not noise. 3 grey levels is this project's choice. The truncated residual is then divided by
+# T, into [-1, 1], the scale of the RGB channels: left in grey levels it swamped the [0, 1] image at the first
+# convolution, and DeepLabV3+ with rgb+srm on the offline profile fell from IoU 0.547 to 0.363.
 SRM_TRUNCATION = 3.0
 # ITU-R BT.601 luma, the grey image MVSS-Net's public code feeds its BayarConv (dong03/MVSS-Net, rgb2gray).
 LUMA = (0.299, 0.587, 0.114)
@@ -67,7 +68,7 @@ def srm_kernel() -> torch.Tensor:
 
 
 class SRM(nn.Module):
-    """Three fixed SRM residuals of the grey image (R + G + B) / 3, in grey levels, truncated at +-3.
+    """Three fixed SRM residuals of the grey image (R + G + B) / 3, truncated at +-3 grey levels, in units of 3.
 
     RGB-N's kernel applies each filter to R, G and B and sums, i.e. filters R + G + B; it is kept as published
     (buffer ``kernel``, not a parameter: never trained) and its output divided by 3, which makes it the residual
@@ -82,9 +83,10 @@ class SRM(nn.Module):
         self.register_buffer("kernel", srm_kernel())
 
     def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        """``levels``: (N, 3, H, W) RGB in grey levels (0..255); returns (N, 3, H, W) residuals in [-3, 3]."""
+        """``levels``: (N, 3, H, W) RGB in grey levels (0..255); returns (N, 3, H, W) residuals in [-1, 1]
+        (grey levels / :data:`SRM_TRUNCATION`)."""
         residual = F.conv2d(F.pad(levels, (2, 2, 2, 2), mode="reflect"), self.kernel) / 3
-        return residual.clamp(-SRM_TRUNCATION, SRM_TRUNCATION)
+        return residual.clamp(-SRM_TRUNCATION, SRM_TRUNCATION) / SRM_TRUNCATION
 
 
 class BayarConv(nn.Module):
