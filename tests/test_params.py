@@ -41,7 +41,10 @@ def test_paper_profile_loads_with_the_eight_generators_and_the_unseen_lora_sdxl(
     # The paper's protocol for the LoRA SDXL, leave-one-out over all eight others (GLIDE included).
     assert p.crossgen.unseen == ["sdxl_lora"] and p.crossgen.held_out == p.classes[1:]
     assert p.source.kind == "coco" and not p.twins.families and not p.twins.clip
-    assert all(d.encoder_weights == "imagenet" for d in p.detect.detectors.values())
+    # every paper detector starts from pretrained weights: ImageNet encoders, or a transformers checkpoint
+    assert {n: d.encoder_weights or d.model for n, d in p.detect.detectors.items()} == {
+        "fcn8s": "imagenet", "deeplabv3plus": "imagenet", "segformer": "imagenet",
+        "upernet": "openmmlab/upernet-convnext-small", "deeplabv3plus_srm": "imagenet"}
     assert p.detect.device == "auto"
     # choice: the release's images keep their generators' sizes; its shortcut cues are measured
     assert (p.edit.output_resolution, p.assemble.cues) == ("generator", True)
