@@ -90,3 +90,9 @@ def test_printed_tables_hold_the_computed_values(paper):
     workload = _cells(text.split("### Workload (30,000 edited images, p = 0.5)\n\n")[1].split("\n\n")[0])
     assert workload["source images for 30,000 edited"][0] == "34,996.6"
     assert workload["edit attempts (plans, generator calls, verdicts)"][0] == "110,239"
+
+
+def test_docs_hold_the_printed_tables(paper):
+    """docs/scale.md pastes the module's output (its ### headings one level down): regenerate it on a change."""
+    with open("docs/scale.md") as f:
+        assert hours.report(paper).replace("### ", "#### ") in f.read()

@@ -327,11 +327,11 @@ def hours_table(params: Params, gpus: int) -> str:
 
 def verdict(params: Params, limit: float = 50.0, gpus: int = 8) -> str:
     lines = []
-    for key, name, s in SETTINGS:
+    for key, _, s in SETTINGS:
         one, many = stage_hours(params, s)["dataset half"], stage_hours(params, s, gpus)["dataset half"]
-        lines.append(f"- {key} ({name}): {one:.1f} H100-hours on one GPU, {gpus * many:.1f} on {gpus} "
-                     f"({many:.1f} h wall): {'reaches' if one <= limit else 'misses'} <= {limit:g} on one GPU, "
-                     f"{'reaches' if gpus * many <= limit else 'misses'} it on {gpus}")
+        lines.append(f"- {key}: {one:.1f} H100-hours on one GPU ({'reaches' if one <= limit else 'misses'} "
+                     f"<= {limit:g}); {gpus * many:.1f} on {gpus} GPUs, {many:.1f} h wall "
+                     f"({'reaches' if gpus * many <= limit else 'misses'})")
     return "\n".join(lines) + "\n"
 
 
