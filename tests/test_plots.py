@@ -102,7 +102,7 @@ def test_dvc_plots_render_without_warnings(plots_repo, command):
         values = spec["content"]["data"]["values"]
         assert sorted({v["rev"] for v in values}) == sorted(revs)
         detectors = {v["filename"].split("/")[0] for v in values}  # the paths below their common prefix
-        assert detectors == {"fcn8s", "deeplabv3plus", "segformer"}
+        assert detectors == {"fcn8s", "deeplabv3plus", "segformer", "upernet", "deeplabv3plus_srm"}
     # The dataset plots carry the file's rows, in the file's order, through the custom templates.
     (spec,) = data["metrics/dataset_plots/turns_per_image.tsv"]
     workspace = [v for v in spec["content"]["data"]["values"] if v["rev"] == "workspace"]
