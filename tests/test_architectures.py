@@ -77,3 +77,25 @@ def test_table_lists_every_component():
     rows = table.splitlines()[2:]
     assert len(rows) == len(COMPONENTS)
     assert "| sdxl | unet | UNet2DConditionModel | 2,567,478,084 | 2,600,000,000 | -1.25% |" in table
+
+
+# The memory policy's published table (diffseg.edit.param_counts) against the counted architectures: one source
+# of truth would be better, but the policy must not import torch-heavy model classes at stage time.
+POLICY_FAMILIES = {"sd2-community/stable-diffusion-2-inpainting": "sd2",
+                   "diffusers/stable-diffusion-xl-1.0-inpainting-0.1": "sdxl",
+                   "black-forest-labs/FLUX.1-Fill-dev": "flux_fill", "stabilityai/stable-diffusion-3.5-medium": "sd3",
+                   "stabilityai/stable-diffusion-3.5-large": "sd3_large", "Kwai-Kolors/Kolors-diffusers": "kolors_blend",
+                   "Tencent-Hunyuan/HunyuanDiT-v1.1-Diffusers": "hunyuan_blend",
+                   "kandinsky-community/kandinsky-2-2-decoder-inpaint": "kandinsky22", "base-inpaint": "glide"}
+DENOISERS = ("unet", "transformer", "base")
+
+
+def test_memory_policy_counts_agree_with_the_counted_architectures():
+    from diffseg.edit import param_counts
+
+    assert set(POLICY_FAMILIES) == set(param_counts.SPECS)
+    for checkpoint, family in POLICY_FAMILIES.items():
+        policy, counted = param_counts.SPECS[checkpoint].counts, arch.component_params(family)
+        (denoiser,) = [counted[c] for c in DENOISERS if c in counted]
+        assert abs(policy["denoiser"] / denoiser - 1) <= 0.03, (checkpoint, policy["denoiser"], denoiser)
+        assert abs(sum(policy.values()) / sum(counted.values()) - 1) <= 0.03, checkpoint

@@ -4,7 +4,8 @@ One entry per checkpoint (hub id), one line per component with where the figure 
 policy (:mod:`diffseg.edit.memory`) reads them; a generator whose checkpoint is not listed (a local folder,
 a twin) takes its family's paper checkpoint. Figures marked "derived" are computed here from the
 released config (layers x widths), not quoted; "brief" marks a figure not checked against a primary
-source. A counted table from real-size architecture configs is to be cross-checked against this one.
+source. tests/test_architectures.py checks every checkpoint's denoiser and total against the counts of the
+real-size architectures (diffseg.scale.architectures), within 3%.
 
 ``Shape`` holds what the activation term needs besides the counts (see :mod:`diffseg.edit.memory` for the
 model): the VAE's downsampling factor, the activation width per latent cell at the denoiser's peak, the
