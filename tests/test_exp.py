@@ -107,7 +107,8 @@ def test_exp_run_detectors_by_adding_and_removing_keys(project):
     crossgen.detector names one of detect.detectors, so removing its detector means choosing another."""
     dest, env = project
     sh(["dvc", "exp", "run", "-n", "segformer-unet", "-S", "~detect.detectors.fcn8s",
-        "-S", "~detect.detectors.deeplabv3plus",
+        "-S", "~detect.detectors.deeplabv3plus", "-S", "~detect.detectors.upernet",
+        "-S", "~detect.detectors.deeplabv3plus_srm",
         "-S", "+detect.detectors.unet={arch:Unet,encoder:resnet18,encoder_weights:null}",
         "-S", "crossgen.detector=segformer", "plan_stats"], dest, env)
     params = _experiments(dest, env)["segformer-unet"]["params"]
