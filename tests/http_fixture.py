@@ -12,7 +12,39 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 
-class FileServer:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a free port) in a background thread; a subclass calls :meth:`_listen` with its
+    handler class from ``__init__``. A context manager: started on entry, stopped on exit."""
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        # A short poll interval makes shutdown (and so each test's teardown) quick.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class FileServer(LocalServer):
     """Serve ``root`` on 127.0.0.1 (a free port) from a background thread.
 
     Switches, settable between requests:
@@ -31,31 +63,7 @@ class FileServer:
         self.delay = 0.0
         self.requests: list[tuple[str, str | None]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
-        # A short poll interval makes shutdown (and so each test's teardown) quick.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FileServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FileServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self._listen(_handler(self))
 
     def _take_cut(self) -> int | None:
         with self._lock:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from http_fixture import LocalServer
 
 NOT_JSON = b"<html>502 Bad Gateway</html>"
 
 
-class ChatServer:
+class ChatServer(LocalServer):
     """Serve chat completions on 127.0.0.1 (a free port) from a background thread.
 
     Switches, settable between requests:
@@ -43,30 +45,7 @@ class ChatServer:
         self.requests: list[tuple[tuple, dict, str | None]] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> ChatServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> ChatServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-        self._thread.join(timeout=5)
+        self._listen(_handler(self))
 
     def take(self, key: tuple, payload: dict, auth: str | None) -> tuple[str | None, int]:
         """Log a completion request; its fault (or None) and its number in order of arrival."""
