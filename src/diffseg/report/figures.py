@@ -24,6 +24,9 @@ TRAIN_SERIES = {"train/loss": "training loss", "val/miou": "validation mIoU", "v
 # A binary detector's "edited" colour: magenta, none of the tab20 generator colours and visible on dark or light photos.
 BINARY_COLOURS = np.array([(0.5, 0.5, 0.5), (1.0, 0.0, 1.0)])
 PANEL = 2.4  # inches per image panel
+# Image panels are upscaled pixel for pixel: smoothing would blur exactly the pixel-level traces the detectors are
+# judged on, and the interpolated colours made the qualitative figure's PNG three times larger (3.8 MB instead of 1.2 MB).
+PIXELS = "nearest"
 
 
 def save(fig, path: Path) -> None:
@@ -111,9 +114,10 @@ def image_grid(dataset: records.StateDir, rows: list[tuple[str, str]], detectors
         axes[0, 0].text(0, 0.5, "no test image to show", fontsize=9)
     for r, (image_id, title) in enumerate(rows):
         image = dataset.image(image_id)
-        axes[r, 0].imshow(image)
+        axes[r, 0].imshow(image, interpolation=PIXELS)
         axes[r, 0].set_title(title, fontsize=7)
-        axes[r, 1].imshow(overlay(image, _shown(dataset.label(image_id, image.shape[:2]), len(colours)), colours))
+        truth = _shown(dataset.label(image_id, image.shape[:2]), len(colours))
+        axes[r, 1].imshow(overlay(image, truth, colours), interpolation=PIXELS)
         axes[r, 1].set_title("ground truth", fontsize=7)
         for c, (name, task) in enumerate(detectors.items(), start=2):
             pred_path = predictions / name / f"{image_id}.png"
@@ -123,7 +127,8 @@ def image_grid(dataset: records.StateDir, rows: list[tuple[str, str]], detectors
                 axes[r, c].text(0.1, 0.5, "no prediction", fontsize=7)
                 continue
             palette = BINARY_COLOURS if task == "binary" else colours
-            axes[r, c].imshow(overlay(image, _shown(records.read_gray(pred_path), len(palette)), palette))
+            predicted = _shown(records.read_gray(pred_path), len(palette))
+            axes[r, c].imshow(overlay(image, predicted, palette), interpolation=PIXELS)
     handles = [Patch(color=colours[k], label=name) for k, name in enumerate(classes)]
     if "binary" in detectors.values():
         handles.append(Patch(color=BINARY_COLOURS[1], label="edited (binary detectors)"))
